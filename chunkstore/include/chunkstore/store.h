@@ -1,0 +1,172 @@
+// The repository: a deduplicating, compressed, encrypted store of blobs (addressed
+// by sha256) and snapshots of directory trees. See docs/architecture.md for the
+// layers and docs/format.md for every byte on disk.
+//
+// One writer process at a time (an flock'ed lock file); any number of read-only
+// openers alongside it. A Repository object is used from one thread at a time
+// unless a method says otherwise.
+#ifndef CHUNKSTORE_STORE_H_
+#define CHUNKSTORE_STORE_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "chunkstore/options.h"
+#include "chunkstore/status.h"
+
+namespace chunkstore {
+
+// What long operations report; called from the operation's thread, often (callers
+// rate-limit their own output).
+struct Progress {
+  std::string phase;          // "backup", "restore", "check", "gc", ...
+  uint64_t items_done = 0;    // files, packs, ...
+  uint64_t items_total = 0;   // 0 when unknown
+  uint64_t bytes_done = 0;
+  uint64_t bytes_total = 0;   // 0 when unknown
+  std::string current;        // the object being worked on
+};
+using ProgressFn = std::function<void(const Progress&)>;
+
+struct BlobInfo {
+  std::string digest;  // "sha256:<64 hex>"
+  uint64_t size = 0;
+  uint64_t new_bytes = 0;  // plaintext bytes of chunks that were not stored before
+};
+
+// Random access into one blob. ReadAt may be called from several threads.
+class BlobReader {
+ public:
+  virtual ~BlobReader() = default;
+  virtual uint64_t size() const = 0;
+  // Reads [offset, offset+n) clipped to the blob; returns the bytes read. Reads only
+  // the chunks that overlap the range.
+  virtual Result<size_t> ReadAt(uint64_t offset, size_t n, char* buf) = 0;
+};
+
+struct SnapshotInfo {
+  std::string id;          // 16 hex digits
+  std::string set;
+  int64_t time_ns = 0;     // when the backup started
+  std::string host;
+  std::vector<std::string> paths;
+  uint64_t files = 0;      // regular files
+  uint64_t dirs = 0;
+  uint64_t bytes = 0;      // logical bytes of regular files (hardlinks once)
+  uint64_t new_bytes = 0;  // plaintext bytes of chunks this backup added
+  uint64_t files_read = 0; // files whose content was read (not found unchanged)
+};
+
+struct RestoreOptions {
+  bool restore_owner = true;  // lchown; only effective as root
+};
+
+struct Stats {
+  uint64_t logical_bytes = 0;   // blobs + files of every snapshot, as if stored whole
+  uint64_t unique_bytes = 0;    // plaintext bytes of distinct chunks
+  uint64_t stored_bytes = 0;    // bytes of all pack files
+  uint64_t repo_bytes = 0;      // everything under the repository directory
+  uint64_t chunks = 0;
+  uint64_t packs = 0;
+  uint64_t blobs = 0;
+  uint64_t snapshots = 0;
+  double dedup_ratio() const { return unique_bytes ? double(logical_bytes) / unique_bytes : 1; }
+  double compression_ratio() const {
+    return stored_bytes ? double(unique_bytes) / stored_bytes : 1;
+  }
+};
+
+struct CheckReport {
+  uint64_t packs = 0, records = 0, chunks = 0;
+  uint64_t bytes_read = 0;
+  std::vector<std::string> problems;  // one readable line per damaged object
+  bool ok() const { return problems.empty(); }
+};
+
+struct GcReport {
+  uint64_t live_chunks = 0, dead_chunks = 0;
+  uint64_t packs_deleted = 0, packs_repacked = 0;
+  uint64_t bytes_freed = 0;
+};
+
+struct RepairReport {
+  uint64_t packs = 0, chunks = 0;
+  std::vector<std::string> problems;  // packs that could not be read (skipped)
+};
+
+struct KeyInfo {
+  int slot = -1;
+  std::string label;
+  std::string kdf;
+};
+
+class Repository {
+ public:
+  virtual ~Repository() = default;
+
+  // Creates a repository in `dir` (must be absent or empty) protected by `secret`
+  // (a passphrase or a key file's contents) labelled `label`.
+  static Status Init(const std::string& dir, std::string_view secret, std::string_view label,
+                     const RepoParams& params, const KeyCost& cost, const OpenOptions& opts);
+
+  // Unlocks and opens. Wrong secret: PermissionDenied. Another writer: Unavailable.
+  static Result<std::unique_ptr<Repository>> Open(const std::string& dir,
+                                                  std::string_view secret,
+                                                  const OpenOptions& opts);
+
+  // Key management on the envelope; every call is authorised by `secret`.
+  static Result<int> AddKey(const std::string& dir, std::string_view secret,
+                            std::string_view new_secret, std::string_view label,
+                            const KeyCost& cost);
+  static Status RemoveKey(const std::string& dir, std::string_view secret, int slot);
+  static Result<std::vector<KeyInfo>> ListKeys(const std::string& dir);
+  static Status ExportHeader(const std::string& dir, const std::string& dest);
+  static Status RestoreHeader(const std::string& dir, const std::string& backup);
+
+  // Structure check without the key: every pack's magic, record checksums and
+  // trailer, and the index against the packs. Takes no lock.
+  static Result<CheckReport> CheckStructure(const std::string& dir, const OpenOptions& opts,
+                                            const ProgressFn& progress);
+  // Rebuilds the index from the packs alone (no key needed). Takes the writer lock.
+  static Result<RepairReport> RebuildIndex(const std::string& dir, const OpenOptions& opts,
+                                           const ProgressFn& progress);
+
+  // Blobs. `read` fills up to n bytes and returns the count, 0 at the end.
+  using ReadFn = std::function<Result<size_t>(char* buf, size_t n)>;
+  virtual Result<BlobInfo> PutBlob(const ReadFn& read, const ProgressFn& progress) = 0;
+  virtual Result<std::unique_ptr<BlobReader>> OpenBlob(std::string_view digest) = 0;
+  virtual Result<std::vector<BlobInfo>> ListBlobs() = 0;
+  virtual Status DeleteBlob(std::string_view digest) = 0;
+
+  // Snapshots of directory trees.
+  virtual Result<SnapshotInfo> Backup(const std::vector<std::string>& paths,
+                                      std::string_view set, const ProgressFn& progress) = 0;
+  // All snapshots (of `set` if not empty), oldest first.
+  virtual Result<std::vector<SnapshotInfo>> ListSnapshots(std::string_view set) = 0;
+  // `ref` is "SET", "SET@latest" or "SET@<id or unique id prefix>".
+  virtual Result<SnapshotInfo> FindSnapshot(std::string_view ref) = 0;
+  virtual Status Restore(std::string_view ref, const std::string& target,
+                         const RestoreOptions& opts, const ProgressFn& progress) = 0;
+  virtual Status Forget(std::string_view ref) = 0;
+
+  virtual Result<Stats> GetStats() = 0;
+  // CheckStructure plus: every record decrypted, every chunk id recomputed, every
+  // blob and snapshot walked; names each damaged blob, snapshot and file.
+  virtual Result<CheckReport> CheckData(const ProgressFn& progress) = 0;
+  // Removes chunks no blob or snapshot references; repacks packs that are mostly dead.
+  virtual Result<GcReport> Gc(const ProgressFn& progress) = 0;
+
+  const std::string& dir() const { return dir_; }
+
+ protected:
+  explicit Repository(std::string dir) : dir_(std::move(dir)) {}
+  std::string dir_;
+};
+
+}  // namespace chunkstore
+
+#endif  // CHUNKSTORE_STORE_H_

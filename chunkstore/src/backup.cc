@@ -1,0 +1,263 @@
+// Backup: walk the given paths depth-first, store each file's content as chunks
+// (unless the parent snapshot shows it unchanged), and store the tree as a stream
+// of entries that is itself chunked, so an unchanged subtree dedups too.
+//
+// The files cache is the parent snapshot (the latest of the same set): a file
+// whose inode, size, mtime and ctime all match its entry there is not read; its
+// chunk list is copied. ctime catches a content change that restored the mtime.
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <map>
+#include <set>
+#include <unordered_map>
+
+#include "coding.h"
+#include "repo_impl.h"
+
+namespace chunkstore {
+namespace {
+
+std::string HostName() {
+  char buf[256] = {};
+  gethostname(buf, sizeof buf - 1);
+  return buf;
+}
+
+class FdCloser {
+ public:
+  explicit FdCloser(int fd) : fd_(fd) {}
+  ~FdCloser() { if (fd_ >= 0) close(fd_); }
+  FdCloser(const FdCloser&) = delete;
+  FdCloser& operator=(const FdCloser&) = delete;
+  int get() const { return fd_; }
+ private:
+  int fd_;
+};
+
+int OpenForBackup(const std::string& path) {
+  int fd = open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME);
+  if (fd < 0 && errno == EPERM)  // O_NOATIME needs ownership or CAP_FOWNER
+    fd = open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  return fd;
+}
+
+// Chunks the encoded tree stream as it grows, so memory stays bounded.
+class TreeSink {
+ public:
+  TreeSink(const FastCdc* cdc, ChunkWriter* w) : cdc_(cdc), w_(w) {}
+  Status Add(const TreeEntry& e) {
+    EncodeEntry(e, &buf_);
+    if (buf_.size() >= 8 * cdc_->params().max_size) return Cut(false);
+    return Status::OK();
+  }
+  Status Finish() { return Cut(true); }
+  uint64_t length() const { return length_; }
+  std::vector<ChunkRef>& chunks() { return chunks_; }
+
+ private:
+  Status Cut(bool eof) {
+    size_t pos = 0;
+    for (;;) {
+      size_t n = cdc_->NextChunk(reinterpret_cast<const uint8_t*>(buf_.data()) + pos,
+                                 buf_.size() - pos, eof);
+      if (n == 0) break;
+      std::string_view c(buf_.data() + pos, n);
+      ASSIGN_OR_RETURN(ChunkRef ref, w_->Add(RecordKind::kTree, c));
+      chunks_.push_back(ref);
+      length_ += n;
+      pos += n;
+      if (!eof && buf_.size() - pos < cdc_->params().max_size) break;
+    }
+    buf_.erase(0, pos);
+    return Status::OK();
+  }
+  const FastCdc* cdc_;
+  ChunkWriter* w_;
+  std::string buf_;
+  std::vector<ChunkRef> chunks_;
+  uint64_t length_ = 0;
+};
+
+struct FileKey {
+  uint64_t inode, size;
+  int64_t mtime, ctime;
+};
+
+class BackupRun {
+ public:
+  BackupRun(const FastCdc* cdc, ChunkWriter* w, const ProgressFn& progress)
+      : cdc_(cdc), w_(w), tree_(cdc, w), progress_(progress) {}
+
+  std::unordered_map<std::string, std::pair<FileKey, std::vector<ChunkRef>>> parent;
+  SnapshotInfo info;
+  TreeSink& tree() { return tree_; }
+
+  // Records the directories above a backed-up path (their metadata too).
+  Status AddParents(const std::string& abs) {
+    std::string rel;
+    for (size_t pos = 1; (pos = abs.find('/', pos)) != std::string::npos; ++pos) {
+      rel = abs.substr(1, pos - 1);
+      if (!emitted_dirs_.insert(rel).second) continue;
+      TreeEntry e;
+      RETURN_IF_ERROR(ReadEntryMetadata(abs.substr(0, pos), &e));
+      e.path = rel;
+      RETURN_IF_ERROR(tree_.Add(e));
+    }
+    return Status::OK();
+  }
+
+  Status Walk(const std::string& abs, const std::string& rel) {
+    TreeEntry e;
+    Status st = ReadEntryMetadata(abs, &e);
+    if (st.IsNotFound()) return Status::OK();  // vanished since readdir
+    RETURN_IF_ERROR(st);
+    e.path = rel;
+    if (e.type == EntryType::kDir) return WalkDir(abs, std::move(e));
+    if (e.type == EntryType::kFile) RETURN_IF_ERROR(File(abs, &e));
+    return tree_.Add(e);
+  }
+
+ private:
+  Status WalkDir(const std::string& abs, TreeEntry e) {
+    if (!emitted_dirs_.insert(e.path).second) return Status::OK();  // given twice
+    ++info.dirs;
+    RETURN_IF_ERROR(tree_.Add(e));
+    DIR* d = opendir(abs.c_str());
+    if (d == nullptr) return Status::FromErrno("open directory `" + abs + "`", errno);
+    std::vector<std::string> names;
+    while (struct dirent* de = readdir(d)) {
+      std::string n = de->d_name;
+      if (n != "." && n != "..") names.push_back(std::move(n));
+    }
+    closedir(d);
+    std::sort(names.begin(), names.end());
+    for (const std::string& n : names) RETURN_IF_ERROR(Walk(abs + "/" + n, e.path + "/" + n));
+    return Status::OK();
+  }
+
+  Status File(const std::string& abs, TreeEntry* e) {
+    struct stat st;
+    if (lstat(abs.c_str(), &st) == 0 && st.st_nlink > 1) {
+      auto [it, first] = links_.try_emplace({e->dev, e->inode}, e->path);
+      if (!first) {
+        e->type = EntryType::kHardlink;
+        e->link = it->second;
+        return Status::OK();
+      }
+    }
+    ++info.files;
+    info.bytes += e->size;
+    Report(abs);
+    auto p = parent.find(e->path);
+    if (p != parent.end() && p->second.first.inode == e->inode &&
+        p->second.first.size == e->size && p->second.first.mtime == e->mtime_ns &&
+        p->second.first.ctime == e->ctime_ns) {
+      e->chunks = p->second.second;
+      done_bytes_ += e->size;
+      return Status::OK();
+    }
+    ++info.files_read;
+    return ReadContent(abs, e);
+  }
+
+  Status ReadContent(const std::string& abs, TreeEntry* e) {
+    FdCloser fd(OpenForBackup(abs));
+    if (fd.get() < 0) return Status::FromErrno("open `" + abs + "` for reading", errno);
+    uint64_t total = 0;
+    auto read = [&](char* buf, size_t n) -> Result<size_t> {
+      ssize_t r;
+      do r = ::read(fd.get(), buf, n); while (r < 0 && errno == EINTR);
+      if (r < 0) return Status::FromErrno("read `" + abs + "`", errno);
+      return static_cast<size_t>(r);
+    };
+    RETURN_IF_ERROR(ChunkStream(*cdc_, read, [&](std::string_view c) -> Status {
+      ASSIGN_OR_RETURN(ChunkRef ref, w_->Add(RecordKind::kData, c));
+      e->chunks.push_back(ref);
+      total += c.size();
+      done_bytes_ += c.size();
+      return Status::OK();
+    }));
+    // A file that changed size while being read is stored as read; its entry
+    // records the size of what was stored so a restore is self-consistent.
+    e->size = total;
+    return Status::OK();
+  }
+
+  void Report(const std::string& current) {
+    if (!progress_) return;
+    Progress p{"backup", info.files, 0, done_bytes_, 0, current};
+    progress_(p);
+  }
+
+  const FastCdc* cdc_;
+  ChunkWriter* w_;
+  TreeSink tree_;
+  ProgressFn progress_;
+  uint64_t done_bytes_ = 0;
+  std::set<std::string> emitted_dirs_;
+  std::map<std::pair<uint64_t, uint64_t>, std::string> links_;
+};
+
+Result<std::string> Absolute(const std::string& p) {
+  char* r = realpath(p.c_str(), nullptr);
+  if (r == nullptr) return Status::FromErrno("back up `" + p + "`", errno);
+  std::string s(r);
+  free(r);
+  if (s == "/") return Status::InvalidArgument("back up `/`: name the directories under it instead");
+  return s;
+}
+
+}  // namespace
+
+Result<SnapshotInfo> RepositoryImpl::Backup(const std::vector<std::string>& paths,
+                                            std::string_view set, const ProgressFn& progress) {
+  RETURN_IF_ERROR(RequireWriter());
+  if (set.empty() || set.find_first_of("@/\n") != std::string_view::npos)
+    return Status::InvalidArgument("set name `" + std::string(set) +
+                                   "` is invalid (non-empty, no '@', '/' or newline)");
+  if (paths.empty()) return Status::InvalidArgument("backup: no paths given");
+  std::vector<std::string> abs;
+  for (const std::string& p : paths) {
+    ASSIGN_OR_RETURN(std::string a, Absolute(p));
+    abs.push_back(a);
+  }
+  std::sort(abs.begin(), abs.end());
+  BackupRun run(cdc_.get(), writer_.get(), progress);
+  auto parent = FindSnapshotRoot(std::string(set) + "@latest");
+  if (parent.ok()) {
+    RETURN_IF_ERROR(ForEachEntry(*parent, [&](TreeEntry& e) {
+      if (e.type == EntryType::kFile)
+        run.parent[e.path] = {FileKey{e.inode, e.size, e.mtime_ns, e.ctime_ns}, std::move(e.chunks)};
+      return Status::OK();
+    }));
+  } else if (!parent.status().IsNotFound()) {
+    return parent.status();
+  }
+  uint64_t before = writer_->new_bytes();
+  SnapshotInfo& info = run.info;
+  info.time_ns = static_cast<int64_t>(env_->NowMicros()) * 1000;
+  for (const std::string& a : abs) {
+    RETURN_IF_ERROR(run.AddParents(a));
+    RETURN_IF_ERROR(run.Walk(a, a.substr(1)));
+  }
+  RETURN_IF_ERROR(run.tree().Finish());
+  RETURN_IF_ERROR(writer_->Flush());  // every chunk durable and indexed before the root
+  uint8_t id[8];
+  RandomBytes(id, sizeof id);
+  info.id = ToHex(id, sizeof id);
+  info.set = std::string(set);
+  info.host = HostName();
+  info.paths = abs;
+  info.new_bytes = writer_->new_bytes() - before;
+  SnapshotRoot root{info, run.tree().length(), std::move(run.tree().chunks())};
+  std::string plain;
+  EncodeSnapshotRoot(root, &plain);
+  RETURN_IF_ERROR(WriteRoot(RootKind::kSnapshot, std::string(kSnapshotRootsDir) + "/" + info.id, plain));
+  return info;
+}
+
+}  // namespace chunkstore

@@ -1,0 +1,102 @@
+#include "chunk_reader.h"
+
+namespace chunkstore {
+namespace {
+constexpr size_t kMaxOpenPacks = 128;
+}
+
+ChunkReader::ChunkReader(Env* env, std::string repo_dir, const Index* index, const Aead* aead,
+                         size_t cache_bytes)
+    : env_(env), dir_(std::move(repo_dir)), index_(index), aead_(aead),
+      cache_bytes_(cache_bytes) {}
+
+Status ChunkReader::Read(const ChunkId& id, std::string* out) {
+  ASSIGN_OR_RETURN(auto loc, index_->Get(id));
+  if (!loc.has_value())
+    return Status::NotFound("chunk " + ToHex(id) + " is not in the index (missing from the "
+                            "repository)");
+  return ReadAt(*loc, out);
+}
+
+Status ChunkReader::ReadAt(const ChunkLoc& loc, std::string* out) {
+  ASSIGN_OR_RETURN(FramePtr frame, LoadFrame(loc));
+  if (uint64_t(loc.offset_in_frame) + loc.length > frame->size())
+    return Status::Corruption("index entry points past the end of its frame in " +
+                              PackPath(loc.pack));
+  out->append(*frame, loc.offset_in_frame, loc.length);
+  return Status::OK();
+}
+
+Result<std::shared_ptr<RandomAccessFile>> ChunkReader::OpenPack(const PackId& pack) {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = files_.find(pack);
+    if (it != files_.end()) return it->second;
+  }
+  ASSIGN_OR_RETURN(auto f, env_->NewRandomAccessFile(JoinPath(dir_, PackPath(pack))));
+  std::shared_ptr<RandomAccessFile> sf(std::move(f));
+  std::lock_guard<std::mutex> l(mu_);
+  if (files_.size() >= kMaxOpenPacks) files_.erase(files_.begin());
+  files_[pack] = sf;
+  return sf;
+}
+
+Status ChunkReader::ReadPackBytes(const PackId& pack, uint64_t offset, size_t n,
+                                  std::string* out) {
+  ASSIGN_OR_RETURN(auto f, OpenPack(pack));
+  out->resize(n);
+  ASSIGN_OR_RETURN(size_t got, f->Read(offset, n, out->data()));
+  if (got != n)
+    return Status::Corruption("read " + PackPath(pack) + " at " + std::to_string(offset) +
+                              ": pack is truncated");
+  return Status::OK();
+}
+
+Result<ChunkReader::FramePtr> ChunkReader::LoadFrame(const ChunkLoc& loc) {
+  Key key{loc.pack, loc.record_offset};
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = frames_.find(key);
+    if (it != frames_.end()) {
+      lru_.splice(lru_.begin(), lru_, it->second);
+      return it->second->second;
+    }
+  }
+  std::string what = "record at " + PackPath(loc.pack) + "+" + std::to_string(loc.record_offset);
+  std::string rec;
+  RETURN_IF_ERROR(ReadPackBytes(loc.pack, loc.record_offset, loc.record_len, &rec));
+  RecordMeta meta;
+  RETURN_IF_ERROR(DecodeRecordMeta(rec, &meta, what));
+  if (meta.header.RecordSize() != rec.size())
+    return Status::Corruption(what + ": record length disagrees with the index");
+  RETURN_IF_ERROR(VerifyRecordChecksum(rec, meta, what));
+  auto plain = std::make_shared<std::string>();
+  RETURN_IF_ERROR(OpenRecord(rec, meta, *aead_, plain.get(), what));
+  std::lock_guard<std::mutex> l(mu_);
+  if (frames_.count(key)) return FramePtr(plain);  // another thread loaded it too
+  lru_.emplace_front(key, plain);
+  frames_[key] = lru_.begin();
+  cached_bytes_ += plain->size();
+  while (cached_bytes_ > cache_bytes_ && lru_.size() > 1) {
+    cached_bytes_ -= lru_.back().second->size();
+    frames_.erase(lru_.back().first);
+    lru_.pop_back();
+  }
+  return FramePtr(plain);
+}
+
+void ChunkReader::Evict(const PackId& pack) {
+  std::lock_guard<std::mutex> l(mu_);
+  files_.erase(pack);
+  for (auto it = lru_.begin(); it != lru_.end();) {
+    if (it->first.first == pack) {
+      cached_bytes_ -= it->second->size();
+      frames_.erase(it->first);
+      it = lru_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+}  // namespace chunkstore

@@ -1,0 +1,58 @@
+// ChunkReader: the read path. Index lookup -> pread of the record -> XXH3 check ->
+// decrypt -> decompress, with an LRU cache of decompressed frames (a restore or a
+// sequential blob read touches each frame once per 1 MiB, not once per chunk) and
+// a small cache of open pack files.
+//
+// Thread-safe. Frames are shared_ptr so a reader keeps its frame alive while the
+// cache evicts it.
+#ifndef CHUNKSTORE_CHUNK_READER_H_
+#define CHUNKSTORE_CHUNK_READER_H_
+
+#include <list>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+#include "chunkstore/env.h"
+#include "format.h"
+#include "index.h"
+
+namespace chunkstore {
+
+class ChunkReader {
+ public:
+  ChunkReader(Env* env, std::string repo_dir, const Index* index, const Aead* aead,
+              size_t cache_bytes);
+
+  // Appends the chunk's bytes to *out. NotFound if the index lacks it.
+  Status Read(const ChunkId& id, std::string* out);
+  Status ReadAt(const ChunkLoc& loc, std::string* out);
+  // Reads the raw bytes [offset, offset+n) of a pack.
+  Status ReadPackBytes(const PackId& pack, uint64_t offset, size_t n, std::string* out);
+  // Forgets cached file handles of a pack (before it is deleted).
+  void Evict(const PackId& pack);
+
+ private:
+  using FramePtr = std::shared_ptr<const std::string>;
+  Result<FramePtr> LoadFrame(const ChunkLoc& loc);
+  Result<std::shared_ptr<RandomAccessFile>> OpenPack(const PackId& pack);
+
+  Env* const env_;
+  const std::string dir_;
+  const Index* const index_;
+  const Aead* const aead_;
+  const size_t cache_bytes_;
+
+  std::mutex mu_;  // guards everything below
+  using Key = std::pair<PackId, uint64_t>;
+  std::list<std::pair<Key, FramePtr>> lru_;  // front = most recent
+  std::map<Key, std::list<std::pair<Key, FramePtr>>::iterator> frames_;
+  size_t cached_bytes_ = 0;
+  std::map<PackId, std::shared_ptr<RandomAccessFile>> files_;
+};
+
+}  // namespace chunkstore
+
+#endif  // CHUNKSTORE_CHUNK_READER_H_

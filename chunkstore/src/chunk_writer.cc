@@ -1,0 +1,138 @@
+#include "chunk_writer.h"
+
+namespace chunkstore {
+
+ChunkWriter::ChunkWriter(Env* env, std::string repo_dir, Index* index, const RepoKeys* keys,
+                         const RepoParams& params, int threads)
+    : env_(env),
+      dir_(std::move(repo_dir)),
+      index_(index),
+      keys_(keys),
+      params_(params),
+      max_inflight_(static_cast<size_t>(std::max(1, threads)) * 2) {}
+
+ChunkWriter::~ChunkWriter() {
+  for (auto& f : inflight_) f.wait();
+  if (pack_ != nullptr) {
+    // Abandoned: the records in it were never indexed, so nothing refers to them.
+    (void)pack_->Close();
+    (void)env_->RemoveFile(tmp_path_);
+  }
+}
+
+Result<ChunkRef> ChunkWriter::Add(RecordKind kind, std::string_view data, bool* is_new) {
+  if (!error_.ok()) return error_;
+  ChunkRef ref{keys_->chunk_id.Compute(data), static_cast<uint32_t>(data.size())};
+  if (is_new) *is_new = false;
+  if (pending_.count(ref.id)) return ref;
+  ASSIGN_OR_RETURN(auto loc, index_->Get(ref.id));
+  if (loc.has_value()) return ref;
+  if (is_new) *is_new = true;
+  new_bytes_ += data.size();
+  RETURN_IF_ERROR(Append(kind, ref.id, data));
+  return ref;
+}
+
+Status ChunkWriter::AddForced(RecordKind kind, const ChunkId& id, std::string_view data) {
+  if (!error_.ok()) return error_;
+  if (pending_.count(id)) return Status::OK();
+  return Append(kind, id, data);
+}
+
+Status ChunkWriter::Append(RecordKind kind, const ChunkId& id, std::string_view data) {
+  pending_.insert(id);
+  Frame& f = frames_[static_cast<int>(kind) - 1];
+  f.chunks.push_back({id, static_cast<uint32_t>(data.size())});
+  f.plain.append(data);
+  if (f.plain.size() >= params_.frame_size || f.chunks.size() >= RecordHeader::kMaxChunks)
+    return SealFrame(kind);
+  return Status::OK();
+}
+
+// Hands a frame to a worker thread. Records are written in submission order, so
+// the pack keeps stream order for restore locality.
+Status ChunkWriter::SealFrame(RecordKind kind) {
+  Frame& f = frames_[static_cast<int>(kind) - 1];
+  if (f.chunks.empty()) return Status::OK();
+  while (inflight_.size() >= max_inflight_) RETURN_IF_ERROR(WriteOne());
+  int level = params_.compression_level;
+  const Aead* aead = &keys_->data;
+  inflight_.push_back(std::async(std::launch::async,
+                                 [kind, level, aead, fr = std::move(f)]() {
+                                   Sealed s{kind, fr.chunks, {}};
+                                   EncodeRecord(kind, fr.chunks, fr.plain, level, *aead,
+                                                &s.bytes);
+                                   return s;
+                                 }));
+  f = Frame();
+  return Status::OK();
+}
+
+Status ChunkWriter::WriteOne() {
+  Sealed s = inflight_.front().get();
+  inflight_.pop_front();
+  Status st = WriteRecord(s);
+  if (!st.ok()) error_ = st;
+  return st;
+}
+
+Status ChunkWriter::WriteRecord(const Sealed& s) {
+  if (pack_ == nullptr) RETURN_IF_ERROR(StartPack());
+  uint64_t offset = pack_->Size();
+  RETURN_IF_ERROR(pack_->Append(s.bytes));
+  positions_.push_back({offset, static_cast<uint32_t>(s.bytes.size())});
+  uint32_t in_frame = 0;
+  for (const ChunkRef& c : s.chunks) {
+    pack_chunks_.push_back({c.id, ChunkLoc{pack_id_, offset, static_cast<uint32_t>(s.bytes.size()),
+                                           in_frame, c.length, s.kind}});
+    in_frame += c.length;
+  }
+  if (pack_->Size() >= params_.pack_size) return FinishPack();
+  return Status::OK();
+}
+
+Status ChunkWriter::StartPack() {
+  RandomBytes(pack_id_.data(), pack_id_.size());
+  tmp_path_ = JoinPath(dir_, "tmp/" + ToHex(pack_id_.data(), pack_id_.size()) + ".pack");
+  ASSIGN_OR_RETURN(pack_, env_->NewWritableFile(tmp_path_));
+  positions_.clear();
+  pack_chunks_.clear();
+  return pack_->Append(EncodePackHeader(pack_id_));
+}
+
+// tmp -> fsync -> rename -> fsync dir -> index. Only then are the chunks "stored".
+Status ChunkWriter::FinishPack() {
+  RETURN_IF_ERROR(pack_->Append(EncodePackTrailer(positions_)));
+  RETURN_IF_ERROR(pack_->Sync());
+  uint64_t size = pack_->Size();
+  RETURN_IF_ERROR(pack_->Close());
+  std::string final_path = JoinPath(dir_, PackPath(pack_id_));
+  std::string final_dir = DirName(final_path);
+  if (!dirs_made_.count(final_dir)) {
+    RETURN_IF_ERROR(env_->CreateDirs(final_dir));
+    dirs_made_.insert(final_dir);
+  }
+  RETURN_IF_ERROR(env_->RenameFile(tmp_path_, final_path));
+  pack_.reset();
+  RETURN_IF_ERROR(env_->SyncDir(final_dir));
+  PackEntry e{size, static_cast<uint32_t>(positions_.size()),
+              static_cast<uint32_t>(pack_chunks_.size())};
+  RETURN_IF_ERROR(index_->AddPack(pack_id_, e, pack_chunks_));
+  for (const auto& [id, loc] : pack_chunks_) pending_.erase(id);
+  packs_written_.push_back(pack_id_);
+  pack_chunks_.clear();
+  positions_.clear();
+  return Status::OK();
+}
+
+Status ChunkWriter::Flush() {
+  if (!error_.ok()) return error_;
+  Status st = SealFrame(RecordKind::kData);
+  if (st.ok()) st = SealFrame(RecordKind::kTree);
+  while (st.ok() && !inflight_.empty()) st = WriteOne();
+  if (st.ok() && pack_ != nullptr) st = FinishPack();
+  if (!st.ok()) error_ = st;
+  return st;
+}
+
+}  // namespace chunkstore

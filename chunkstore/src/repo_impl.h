@@ -1,0 +1,116 @@
+// RepositoryImpl: the one implementation of Repository. Its methods are split by
+// concern over repository.cc (open, keys, blobs, snapshots, stats), backup.cc,
+// restore.cc, check.cc and gc.cc.
+#ifndef CHUNKSTORE_REPO_IMPL_H_
+#define CHUNKSTORE_REPO_IMPL_H_
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "chunk_reader.h"
+#include "chunk_writer.h"
+#include "chunkstore/env.h"
+#include "chunkstore/store.h"
+#include "fastcdc.h"
+#include "index.h"
+#include "keys.h"
+#include "roots.h"
+#include "tree.h"
+
+namespace chunkstore {
+
+// Repository layout relative to its directory (docs/format.md §0).
+inline constexpr char kConfigFile[] = "config";
+inline constexpr char kLockFile[] = "lock";
+inline constexpr char kTmpDir[] = "tmp";
+inline constexpr char kPacksDir[] = "packs";
+inline constexpr char kBlobRootsDir[] = "roots/blobs";
+inline constexpr char kSnapshotRootsDir[] = "roots/snapshots";
+
+struct RepoConfig {
+  uint32_t version = 1;
+  std::string id;  // 32 hex digits, random at init; the HKDF salt
+  RepoParams params;
+};
+Status ReadConfig(Env* env, const std::string& dir, RepoConfig* cfg);
+std::string EncodeConfig(const RepoConfig& cfg);
+
+std::string IndexPath(const std::string& dir, const OpenOptions& o);
+std::string HeaderPath(const std::string& dir, const OpenOptions& o);
+
+// Feeds everything `read` returns through the chunker and calls `emit` per chunk.
+Status ChunkStream(const FastCdc& cdc, const Repository::ReadFn& read,
+                   const std::function<Status(std::string_view)>& emit);
+
+// Every pack file on disk (relative paths "packs/xx/<hex>").
+Result<std::vector<std::string>> ListPackFiles(Env* env, const std::string& dir);
+bool ParsePackName(std::string_view name, PackId* id);
+
+// One record found while scanning a pack.
+struct ScannedRecord {
+  uint64_t offset = 0;
+  std::string_view bytes;  // whole record, valid during the callback
+  RecordMeta meta;         // valid when status is OK or only the checksum failed
+  bool meta_ok = false;
+  Status status;           // OK, or what is wrong with this record
+};
+// Reads a whole pack and calls fn for each record (using the trailer, or a
+// sequential walk when the trailer is damaged). Returns problems with the pack
+// as a whole (unreadable, bad header, bad trailer); per-record problems go to fn.
+Status ScanPack(Env* env, const std::string& dir, const std::string& rel_path,
+                const std::function<void(const ScannedRecord&)>& fn, uint64_t* size);
+
+class RepositoryImpl : public Repository {
+ public:
+  static Result<std::unique_ptr<Repository>> Open(const std::string& dir, std::string_view secret,
+                                                  const OpenOptions& opts);
+  ~RepositoryImpl() override;
+
+  Result<BlobInfo> PutBlob(const ReadFn& read, const ProgressFn& progress) override;
+  Result<std::unique_ptr<BlobReader>> OpenBlob(std::string_view digest) override;
+  Result<std::vector<BlobInfo>> ListBlobs() override;
+  Status DeleteBlob(std::string_view digest) override;
+  Result<SnapshotInfo> Backup(const std::vector<std::string>& paths, std::string_view set,
+                              const ProgressFn& progress) override;
+  Result<std::vector<SnapshotInfo>> ListSnapshots(std::string_view set) override;
+  Result<SnapshotInfo> FindSnapshot(std::string_view ref) override;
+  Status Restore(std::string_view ref, const std::string& target, const RestoreOptions& opts,
+                 const ProgressFn& progress) override;
+  Status Forget(std::string_view ref) override;
+  Result<Stats> GetStats() override;
+  Result<CheckReport> CheckData(const ProgressFn& progress) override;
+  Result<GcReport> Gc(const ProgressFn& progress) override;
+
+ private:
+  friend class Repository;
+  RepositoryImpl(std::string dir, Env* env, const OpenOptions& opts);
+
+  Status OpenIndexAndReconcile();
+  Status RequireWriter() const;
+  std::string BlobRootName(std::string_view digest) const;
+  Status WriteRoot(RootKind kind, const std::string& rel, std::string_view plain);
+  Result<std::vector<BlobRoot>> LoadBlobRoots();
+  Result<std::vector<SnapshotRoot>> LoadSnapshotRoots();
+  Result<SnapshotRoot> FindSnapshotRoot(std::string_view ref);
+  // Calls fn for each entry of a snapshot's tree, in stream order.
+  Status ForEachEntry(const SnapshotRoot& root, const std::function<Status(TreeEntry&)>& fn);
+  Status MarkLive(std::vector<std::string>* problems, bool strict,
+                  std::function<void(const ChunkId&)> mark);
+
+  Env* const env_;
+  const OpenOptions opts_;
+  RepoConfig cfg_;
+  std::unique_ptr<FileLock> lock_;
+  std::unique_ptr<RepoKeys> keys_;
+  std::unique_ptr<FastCdc> cdc_;
+  std::unique_ptr<Index> index_;
+  std::unique_ptr<ChunkWriter> writer_;  // null when read-only
+  std::unique_ptr<ChunkReader> reader_;
+};
+
+}  // namespace chunkstore
+
+#endif  // CHUNKSTORE_REPO_IMPL_H_

@@ -1,0 +1,98 @@
+// Restore: recreate a snapshot's tree under a target directory. Entries arrive in
+// pre-order, so parents exist before children and a hardlink's target before the
+// link. Directory metadata is applied last, deepest first, because creating the
+// children would change the directories' mtimes again.
+//
+// All-zero chunks become holes (lseek instead of write), so sparse files come back
+// sparse; the final ftruncate sets the size when the file ends in a hole.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "repo_impl.h"
+
+namespace chunkstore {
+namespace {
+
+bool AllZero(const std::string& s) {
+  static const char kZero[4096] = {};
+  for (size_t i = 0; i < s.size(); i += sizeof kZero) {
+    size_t n = std::min(sizeof kZero, s.size() - i);
+    if (std::memcmp(s.data() + i, kZero, n) != 0) return false;
+  }
+  return true;
+}
+
+Status WriteAll(int fd, const std::string& data, uint64_t off, const std::string& path) {
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = pwrite(fd, data.data() + done, data.size() - done, static_cast<off_t>(off + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Status::FromErrno("write `" + path + "`", errno);
+    done += static_cast<size_t>(n);
+  }
+  return Status::OK();
+}
+
+}  // namespace
+
+Status RepositoryImpl::Restore(std::string_view ref, const std::string& target,
+                               const RestoreOptions& opts, const ProgressFn& progress) {
+  ASSIGN_OR_RETURN(SnapshotRoot root, FindSnapshotRoot(ref));
+  if (mkdir(target.c_str(), 0700) != 0 && errno != EEXIST)
+    return Status::FromErrno("create restore target `" + target + "`", errno);
+  bool owner = opts.restore_owner && geteuid() == 0;
+  std::vector<TreeEntry> dirs;
+  Progress p{"restore", 0, root.info.files, 0, root.info.bytes};
+  std::string chunk;
+  Status st = ForEachEntry(root, [&](TreeEntry& e) -> Status {
+    std::string path = target + "/" + e.path;
+    switch (e.type) {
+      case EntryType::kDir:
+        if (mkdir(path.c_str(), 0700) != 0 && errno != EEXIST)
+          return Status::FromErrno("create directory `" + path + "`", errno);
+        dirs.push_back(std::move(e));
+        return Status::OK();
+      case EntryType::kHardlink: {
+        std::string to = target + "/" + e.link;
+        if (!IsSafeRelativePath(e.link) || link(to.c_str(), path.c_str()) != 0)
+          return Status::FromErrno("hardlink `" + path + "` to `" + to + "`", errno);
+        return Status::OK();
+      }
+      case EntryType::kFile: {
+        int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0) return Status::FromErrno("create `" + path + "`", errno);
+        uint64_t off = 0;
+        Status s;
+        for (const ChunkRef& c : e.chunks) {
+          chunk.clear();
+          s = reader_->Read(c.id, &chunk).Annotate("restore `" + path + "`");
+          if (!s.ok()) break;
+          if (!AllZero(chunk)) s = WriteAll(fd, chunk, off, path);
+          if (!s.ok()) break;
+          off += chunk.size();
+          p.bytes_done += chunk.size();
+        }
+        if (s.ok() && ftruncate(fd, static_cast<off_t>(off)) != 0)
+          s = Status::FromErrno("truncate `" + path + "`", errno);
+        if (close(fd) != 0 && s.ok()) s = Status::FromErrno("close `" + path + "`", errno);
+        RETURN_IF_ERROR(s);
+        ++p.items_done;
+        p.current = e.path;
+        if (progress) progress(p);
+        return ApplyMetadata(path, e, owner);
+      }
+      default:
+        RETURN_IF_ERROR(CreateSpecial(path, e));
+        return ApplyMetadata(path, e, owner);
+    }
+  });
+  RETURN_IF_ERROR(st);
+  for (auto it = dirs.rbegin(); it != dirs.rend(); ++it)
+    RETURN_IF_ERROR(ApplyMetadata(target + "/" + it->path, *it, owner));
+  return Status::OK();
+}
+
+}  // namespace chunkstore

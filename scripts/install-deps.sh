@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package coffer needs to build, test and benchmark.
+# Idempotent; runs apt-get update first so a fresh machine works.
+set -euo pipefail
+[[ $(id -u) == 0 ]] || { echo "install-deps.sh: must run as root" >&2; exit 1; }
+
+BUILD=(build-essential cmake pkg-config git
+       libfuse3-dev libcryptsetup-dev libxxhash-dev libzstd-dev librocksdb-dev
+       libcurl4-openssl-dev libssl-dev libcli11-dev nlohmann-json3-dev
+       libgtest-dev libgmock-dev libbenchmark-dev)
+RUNTIME=(fuse3 attr acl xxd)
+BENCH=(restic borgbackup casync debootstrap)
+
+want=("${BUILD[@]}" "${RUNTIME[@]}")
+[[ ${COFFER_WITH_BENCH:-0} == 1 ]] && want+=("${BENCH[@]}")
+
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+echo "install-deps: all ${#want[@]} packages present"

@@ -1,0 +1,18 @@
+// Registration of the coffer subcommands on the CLI11 app. Each subcommand parses
+// its arguments and calls one chunkstore function.
+#ifndef COFFER_TOOLS_COMMANDS_H_
+#define COFFER_TOOLS_COMMANDS_H_
+
+#include <CLI/CLI.hpp>
+
+#include "cli_util.h"
+
+namespace coffer {
+
+// Each Add* registers subcommands whose callbacks store their exit code in *rc.
+void AddRepoCommands(CLI::App& app, Globals& g, int* rc);  // init key stats check repair gc
+void AddDataCommands(CLI::App& app, Globals& g, int* rc);  // put cat blobs backup snapshots restore forget
+
+}  // namespace coffer
+
+#endif  // COFFER_TOOLS_COMMANDS_H_
