@@ -289,7 +289,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0)
 report() {
   local t cpu fs
   cpu=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo)
-  fs=$(df -T --output=fstype "$WORK" | tail -n1 | tr -d ' ')
+  fs=$(df --output=fstype "$WORK" | tail -n1 | tr -d ' ')
   echo "# Backup benchmark: coffer vs restic, borg, casync"
   echo
   echo "Run $(date -u '+%Y-%m-%d %H:%M UTC'): \`bench/backup_bench.sh $ARGS_ORIG\`"

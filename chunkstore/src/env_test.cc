@@ -873,16 +873,29 @@ TEST(PosixEnvTest, ErrorsNamePathOperationAndErrno) {
   EXPECT_EQ(f.status().message(), "open `" + below + "` for writing: Not a directory");
 }
 
+// Root ignores directory permissions, so the open runs in a child that has
+// dropped to an unprivileged uid; the child reports through its exit code.
 TEST(PosixEnvTest, PermissionDenied) {
-  if (::geteuid() == 0) GTEST_SKIP() << "root ignores directory permissions";
   TempDir tmp;
-  ASSERT_EQ(::chmod(tmp.path().c_str(), 0500), 0);
-  const std::string path = JoinPath(tmp.path(), "b");
-  auto f = Env::Default()->NewWritableFile(path);
-  ASSERT_EQ(::chmod(tmp.path().c_str(), 0700), 0);
-  ASSERT_FALSE(f.ok());
-  EXPECT_EQ(f.status().code(), Code::kPermissionDenied);
-  EXPECT_EQ(f.status().message(), "open `" + path + "` for writing: Permission denied");
+  ASSERT_EQ(::chmod(tmp.path().c_str(), 0755), 0);
+  const std::string dir = JoinPath(tmp.path(), "ro");
+  ASSERT_EQ(::mkdir(dir.c_str(), 0555), 0);
+  const std::string path = JoinPath(dir, "b");
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    if (::geteuid() == 0 && (::setgid(65534) != 0 || ::setuid(65534) != 0)) ::_exit(10);
+    auto f = Env::Default()->NewWritableFile(path);
+    if (f.ok()) ::_exit(11);
+    if (f.status().code() != Code::kPermissionDenied) ::_exit(12);
+    if (f.status().message() != "open `" + path + "` for writing: Permission denied") ::_exit(13);
+    ::_exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "10: setuid failed, 11: open succeeded, 12: wrong code, "
+                                       "13: wrong message";
 }
 
 }  // namespace
