@@ -187,10 +187,10 @@ casync_restored_root() { echo "$2"; }         # the tree's contents go straight 
 
 tool_version() {
   case $1 in
-    coffer) "$COFFER" --version 2>&1 | head -n1 ;;
+    coffer) echo "$("$COFFER" --version 2>&1 | head -n1) ($COFFER, sha256 ${COFFER_SHA:0:12})" ;;
     restic) restic version 2>&1 | head -n1 ;;
     borg) borg --version 2>&1 | head -n1 ;;
-    casync) echo "casync $(casync --version 2>&1 | head -n1)" ;;
+    casync) casync --version 2>&1 | head -n1 ;;
   esac
 }
 
@@ -385,6 +385,9 @@ rm -rf "$WORK/logs"; mkdir -p "$WORK/logs"
 RESULTS=$WORK/results.tsv; : >"$RESULTS"
 NOTES=$WORK/notes.md; : >"$NOTES"
 CASYNC_COMPRESSION="see casync --help"
+# the coffer binary may be rebuilt by someone else during a long run: remember it
+coffer_sha() { sha256sum "$COFFER" 2>/dev/null | cut -c1-64; }
+COFFER_SHA=$(coffer_sha)
 
 for ((REP = 1; REP <= REPS; REP++)); do
   for t in "${TOOL_LIST[@]}"; do
@@ -434,5 +437,10 @@ for ((REP = 1; REP <= REPS; REP++)); do
   done
 done
 
+if [[ " ${TOOL_LIST[*]} " == *" coffer "* && $(coffer_sha) != "$COFFER_SHA" ]]; then
+  echo "- **warning: $COFFER changed during the run** (sha256 ${COFFER_SHA:0:12} at start," \
+       "$(coffer_sha | cut -c1-12) at the end); coffer numbers may mix two builds." >>"$NOTES"
+  log "warning: $COFFER changed during the run"
+fi
 report
 log "done; raw results in $RESULTS, logs in $WORK/logs"

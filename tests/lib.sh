@@ -50,8 +50,8 @@ bg_track() { _BG_PIDS+=("$1"); }
 run() {
   "$@" >"$T/.run.out" 2>"$T/.run.err"
   RC=$?
-  OUT=$(<"$T/.run.out")
-  ERR=$(<"$T/.run.err")
+  OUT=$(tr -d '\0' <"$T/.run.out")
+  ERR=$(tr -d '\0' <"$T/.run.err")
 }
 
 # expect_rc WANT WHAT CMD...: run, and fail unless the exit code is WANT.

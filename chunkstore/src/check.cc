@@ -139,9 +139,10 @@ struct StructureCheck {
   }
 
   void CheckRoots() {
-    for (const char* d : {kBlobRootsDir, kSnapshotRootsDir}) {
+    for (const char* d : {kBlobRootsDir, kSnapshotRootsDir, kHeadRootsDir}) {
       auto names = env->GetChildren(JoinPath(dir, d));
       if (!names.ok()) {
+        if (names.status().IsNotFound() && std::string(d) == kHeadRootsDir) continue;
         report.problems.push_back(names.status().message());
         continue;
       }
@@ -218,6 +219,9 @@ Result<CheckReport> RepositoryImpl::CheckData(const ProgressFn& progress) {
                          std::to_string(b.chunks.size()) + " chunks damaged or missing");
   }
   auto snaps = LoadSnapshotRoots();
+  auto heads = LoadHeadRoots();
+  if (!heads.ok()) out.push_back(heads.status().message());
+  else if (snaps.ok()) for (SnapshotRoot& h : *heads) { h.info.id = "current"; snaps->push_back(std::move(h)); }
   if (!snaps.ok()) out.push_back(snaps.status().message());
   else for (const SnapshotRoot& s : *snaps) {
     std::string name = "snapshot " + s.info.set + "@" + s.info.id;

@@ -21,26 +21,46 @@ ChunkWriter::~ChunkWriter() {
 }
 
 Result<ChunkRef> ChunkWriter::Add(RecordKind kind, std::string_view data, bool* is_new) {
-  if (!error_.ok()) return error_;
   ChunkRef ref{keys_->chunk_id.Compute(data), static_cast<uint32_t>(data.size())};
-  if (is_new) *is_new = false;
-  if (pending_.count(ref.id)) return ref;
-  ASSIGN_OR_RETURN(auto loc, index_->Get(ref.id));
-  if (loc.has_value()) return ref;
-  if (is_new) *is_new = true;
-  new_bytes_ += data.size();
-  RETURN_IF_ERROR(Append(kind, ref.id, data));
+  std::lock_guard<std::mutex> l(mu_);
+  RETURN_IF_ERROR(AddLocked(kind, ref.id, data, false, is_new));
   return ref;
 }
 
 Status ChunkWriter::AddForced(RecordKind kind, const ChunkId& id, std::string_view data) {
+  std::lock_guard<std::mutex> l(mu_);
+  return AddLocked(kind, id, data, true, nullptr);
+}
+
+Status ChunkWriter::AddLocked(RecordKind kind, const ChunkId& id, std::string_view data,
+                              bool force, bool* is_new) {
   if (!error_.ok()) return error_;
+  if (is_new) *is_new = false;
   if (pending_.count(id)) return Status::OK();
+  if (!force) {
+    ASSIGN_OR_RETURN(auto loc, index_->Get(id));
+    if (loc.has_value()) return Status::OK();
+    new_bytes_ += data.size();
+  }
+  if (is_new) *is_new = true;
   return Append(kind, id, data);
 }
 
+bool ChunkWriter::ReadPending(const ChunkId& id, std::string* out) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = pending_.find(id);
+  if (it == pending_.end()) return false;
+  out->append(it->second);
+  return true;
+}
+
+uint64_t ChunkWriter::new_bytes() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return new_bytes_;
+}
+
 Status ChunkWriter::Append(RecordKind kind, const ChunkId& id, std::string_view data) {
-  pending_.insert(id);
+  pending_.emplace(id, std::string(data));
   Frame& f = frames_[static_cast<int>(kind) - 1];
   f.chunks.push_back({id, static_cast<uint32_t>(data.size())});
   f.plain.append(data);
@@ -119,13 +139,17 @@ Status ChunkWriter::FinishPack() {
               static_cast<uint32_t>(pack_chunks_.size())};
   RETURN_IF_ERROR(index_->AddPack(pack_id_, e, pack_chunks_));
   for (const auto& [id, loc] : pack_chunks_) pending_.erase(id);
-  packs_written_.push_back(pack_id_);
   pack_chunks_.clear();
   positions_.clear();
   return Status::OK();
 }
 
 Status ChunkWriter::Flush() {
+  std::lock_guard<std::mutex> l(mu_);
+  return FlushLocked();
+}
+
+Status ChunkWriter::FlushLocked() {
   if (!error_.ok()) return error_;
   Status st = SealFrame(RecordKind::kData);
   if (st.ok()) st = SealFrame(RecordKind::kTree);

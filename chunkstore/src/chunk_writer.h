@@ -7,15 +7,18 @@
 // rename into packs/ -> fsync dir -> index batch (synced). A chunk is "stored"
 // only when Flush() returns OK; callers write roots after that.
 //
-// Not thread-safe: one thread calls Add/Flush. After an I/O error every call
-// returns that error (the pack in progress is abandoned in tmp/, removed at the
-// next open).
+// Thread-safe: one mutex serialises the appends (ids are computed outside it).
+// Chunks not yet indexed stay readable through ReadPending. After an I/O error
+// every call returns that error (the pack in progress is abandoned in tmp/,
+// removed at the next open).
 #ifndef CHUNKSTORE_CHUNK_WRITER_H_
 #define CHUNKSTORE_CHUNK_WRITER_H_
 
 #include <deque>
 #include <future>
 #include <memory>
+#include <mutex>
+#include <unordered_map>
 #include <string>
 #include <unordered_set>
 #include <vector>
@@ -41,9 +44,11 @@ class ChunkWriter {
   // Everything added so far is durable and indexed when this returns OK.
   Status Flush();
 
-  uint64_t new_bytes() const { return new_bytes_; }
-  // Packs sealed by this writer since construction.
-  const std::vector<PackId>& packs_written() const { return packs_written_; }
+  // Appends the bytes of a chunk that was added but is not indexed yet; false if
+  // there is no such chunk.
+  bool ReadPending(const ChunkId& id, std::string* out);
+
+  uint64_t new_bytes() const;
 
  private:
   struct Frame {
@@ -56,6 +61,9 @@ class ChunkWriter {
     std::string bytes;
   };
 
+  Status AddLocked(RecordKind kind, const ChunkId& id, std::string_view data, bool force,
+                   bool* is_new);
+  Status FlushLocked();
   Status Append(RecordKind kind, const ChunkId& id, std::string_view data);
   Status SealFrame(RecordKind kind);
   Status WriteOne();
@@ -70,10 +78,12 @@ class ChunkWriter {
   const RepoParams params_;
   const size_t max_inflight_;
 
+  mutable std::mutex mu_;  // guards everything below
   Status error_;  // sticky
   Frame frames_[2];  // indexed by kind - 1
   std::deque<std::future<Sealed>> inflight_;
-  std::unordered_set<ChunkId, ChunkIdHash> pending_;  // added, not yet indexed
+  // Added, not yet indexed: their bytes, so readers see them before Flush.
+  std::unordered_map<ChunkId, std::string, ChunkIdHash> pending_;
   uint64_t new_bytes_ = 0;
 
   std::unique_ptr<WritableFile> pack_;
@@ -82,7 +92,6 @@ class ChunkWriter {
   std::vector<PackRecordPos> positions_;
   std::vector<std::pair<ChunkId, ChunkLoc>> pack_chunks_;
   std::unordered_set<std::string> dirs_made_;
-  std::vector<PackId> packs_written_;
 };
 
 }  // namespace chunkstore

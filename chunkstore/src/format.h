@@ -11,25 +11,13 @@
 #include <vector>
 
 #include "chunkstore/status.h"
+#include "chunkstore/store.h"
+#include <type_traits>
 #include "crypto.h"
 
 namespace chunkstore {
 
-using ChunkId = Hash256;
-
-struct ChunkIdHash {
-  size_t operator()(const ChunkId& id) const {
-    size_t h;
-    std::memcpy(&h, id.data(), sizeof h);  // ids are HMAC outputs: already uniform
-    return h;
-  }
-};
-
-struct ChunkRef {
-  ChunkId id{};
-  uint32_t length = 0;
-  bool operator==(const ChunkRef&) const = default;
-};
+static_assert(std::is_same_v<ChunkId, Hash256>);
 
 enum class RecordKind : uint8_t { kData = 1, kTree = 2 };
 constexpr uint8_t kRecordFlagZstd = 1;

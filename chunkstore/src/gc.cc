@@ -23,6 +23,8 @@ Status RepositoryImpl::MarkLive(std::vector<std::string>* problems, bool strict,
   for (const BlobRoot& b : blobs)
     for (const ChunkRef& c : b.chunks) mark(c.id);
   ASSIGN_OR_RETURN(auto snaps, LoadSnapshotRoots());
+  ASSIGN_OR_RETURN(auto heads, LoadHeadRoots());
+  for (SnapshotRoot& h : heads) snaps.push_back(std::move(h));
   for (const SnapshotRoot& s : snaps) {
     for (const ChunkRef& c : s.tree) mark(c.id);
     Status st = ForEachEntry(s, [&](TreeEntry& e) {

@@ -29,6 +29,7 @@ inline constexpr char kTmpDir[] = "tmp";
 inline constexpr char kPacksDir[] = "packs";
 inline constexpr char kBlobRootsDir[] = "roots/blobs";
 inline constexpr char kSnapshotRootsDir[] = "roots/snapshots";
+inline constexpr char kHeadRootsDir[] = "roots/heads";
 
 struct RepoConfig {
   uint32_t version = 1;
@@ -84,6 +85,21 @@ class RepositoryImpl : public Repository {
   Result<CheckReport> CheckData(const ProgressFn& progress) override;
   Result<GcReport> Gc(const ProgressFn& progress) override;
 
+  std::unique_ptr<ContentWriter> NewContentWriter() override;
+  Status ReadChunk(const ChunkId& id, std::string* out) override;
+  Status Sync() override;
+  Result<BlobInfo> CommitBlob(std::string_view digest, const std::vector<ChunkRef>& chunks) override;
+  Status SaveHead(std::string_view set, const std::function<Status(const EmitFn&)>& produce) override;
+  Status LoadHead(std::string_view set, const std::function<Status(TreeEntry&)>& fn) override;
+  Result<std::vector<std::string>> ListHeads() override;
+  Status DeleteHead(std::string_view set) override;
+  Result<SnapshotInfo> SnapshotHead(std::string_view set, std::string_view tag) override;
+  Status ForEachSnapshotEntry(std::string_view ref, const std::function<Status(TreeEntry&)>& fn) override;
+
+  // Used by backup and the content writer.
+  const FastCdc& cdc() const { return *cdc_; }
+  ChunkWriter* writer() { return writer_.get(); }
+
  private:
   friend class Repository;
   RepositoryImpl(std::string dir, Env* env, const OpenOptions& opts);
@@ -94,6 +110,10 @@ class RepositoryImpl : public Repository {
   Status WriteRoot(RootKind kind, const std::string& rel, std::string_view plain);
   Result<std::vector<BlobRoot>> LoadBlobRoots();
   Result<std::vector<SnapshotRoot>> LoadSnapshotRoots();
+  Result<std::vector<SnapshotRoot>> LoadHeadRoots();
+  Result<SnapshotRoot> LoadHeadRoot(std::string_view set);
+  std::string HeadRootName(std::string_view set) const;
+  Status WriteSnapshotRoot(const SnapshotRoot& root);
   Result<SnapshotRoot> FindSnapshotRoot(std::string_view ref);
   // Calls fn for each entry of a snapshot's tree, in stream order.
   Status ForEachEntry(const SnapshotRoot& root, const std::function<Status(TreeEntry&)>& fn);

@@ -83,7 +83,7 @@ Status Repository::Init(const std::string& dir, std::string_view secret, std::st
     return Status::AlreadyExists("init `" + dir + "`: a repository already exists there");
   if (secret.empty()) return Status::InvalidArgument("init `" + dir + "`: empty passphrase");
   RETURN_IF_ERROR(env->CreateDirs(dir));
-  for (const char* d : {kTmpDir, kPacksDir, kBlobRootsDir, kSnapshotRootsDir})
+  for (const char* d : {kTmpDir, kPacksDir, kBlobRootsDir, kSnapshotRootsDir, kHeadRootsDir})
     RETURN_IF_ERROR(env->CreateDirs(JoinPath(dir, d)));
   std::string header = HeaderPath(dir, opts);
   std::error_code ec;
@@ -358,7 +358,7 @@ namespace {
 
 class BlobReaderImpl : public BlobReader {
  public:
-  BlobReaderImpl(BlobRoot root, ChunkReader* reader) : root_(std::move(root)), reader_(reader) {
+  BlobReaderImpl(BlobRoot root, Repository* repo) : root_(std::move(root)), repo_(repo) {
     uint64_t off = 0;
     for (const ChunkRef& c : root_.chunks) {
       starts_.push_back(off);
@@ -374,7 +374,7 @@ class BlobReaderImpl : public BlobReader {
     std::string chunk;
     while (done < n) {
       chunk.clear();
-      RETURN_IF_ERROR(reader_->Read(root_.chunks[i].id, &chunk)
+      RETURN_IF_ERROR(repo_->ReadChunk(root_.chunks[i].id, &chunk)
                           .Annotate("read blob " + root_.digest));
       uint64_t in = offset + done - starts_[i];
       size_t take = std::min<size_t>(n - done, chunk.size() - in);
@@ -387,7 +387,7 @@ class BlobReaderImpl : public BlobReader {
 
  private:
   BlobRoot root_;
-  ChunkReader* reader_;
+  Repository* repo_;
   std::vector<uint64_t> starts_;
 };
 
@@ -406,7 +406,7 @@ Result<std::unique_ptr<BlobReader>> RepositoryImpl::OpenBlob(std::string_view di
   BlobRoot root;
   RETURN_IF_ERROR(DecodeBlobRoot(plain, &root, rel));
   if (root.digest != digest) return Status::Corruption(rel + ": names a different blob");
-  return std::unique_ptr<BlobReader>(new BlobReaderImpl(std::move(root), reader_.get()));
+  return std::unique_ptr<BlobReader>(new BlobReaderImpl(std::move(root), this));
 }
 
 Result<std::vector<BlobInfo>> RepositoryImpl::ListBlobs() {
@@ -448,10 +448,13 @@ Result<SnapshotRoot> RepositoryImpl::FindSnapshotRoot(std::string_view ref) {
   std::vector<SnapshotRoot*> match;
   for (SnapshotRoot& r : roots) {
     if (r.info.set != set) continue;
-    if (id == "latest" || r.info.id.rfind(id, 0) == 0) match.push_back(&r);
+    if (id == "latest" || r.info.id.rfind(id, 0) == 0 || (!r.info.tag.empty() && r.info.tag == id))
+      match.push_back(&r);
   }
   if (match.empty())
     return Status::NotFound("snapshot `" + std::string(ref) + "` not found");
+  for (SnapshotRoot* m : match)  // an exact id or tag beats a prefix
+    if (m->info.id == id || m->info.tag == id) return std::move(*m);
   if (id != "latest" && match.size() > 1)
     return Status::InvalidArgument("snapshot id prefix `" + id + "` is ambiguous in set " + set);
   return std::move(*match.back());
@@ -479,7 +482,7 @@ Status RepositoryImpl::ForEachEntry(const SnapshotRoot& root,
   std::string what = "tree of snapshot " + root.info.set + "@" + root.info.id;
   for (size_t i = 0; i <= root.tree.size(); ++i) {
     if (i < root.tree.size()) {
-      RETURN_IF_ERROR(reader_->Read(root.tree[i].id, &buf).Annotate("read " + what));
+      RETURN_IF_ERROR(ReadChunk(root.tree[i].id, &buf).Annotate("read " + what));
       // Decode only once enough is buffered that no entry can be cut short, except
       // at the end; entries are bounded by their xattrs and chunk lists.
       if (buf.size() - pos < (4u << 20)) continue;

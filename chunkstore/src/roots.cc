@@ -62,6 +62,7 @@ void EncodeSnapshotRoot(const SnapshotRoot& r, std::string* out) {
   const SnapshotInfo& i = r.info;
   PutLengthPrefixed(out, i.id);
   PutLengthPrefixed(out, i.set);
+  PutLengthPrefixed(out, i.tag);
   PutVarsint64(out, i.time_ns);
   PutLengthPrefixed(out, i.host);
   PutVarint64(out, i.paths.size());
@@ -74,7 +75,7 @@ void EncodeSnapshotRoot(const SnapshotRoot& r, std::string* out) {
 Status DecodeSnapshotRoot(std::string_view in, SnapshotRoot* r, std::string_view what) {
   SnapshotInfo& i = r->info;
   uint64_t npaths = 0;
-  bool ok = GetString(&in, &i.id) && GetString(&in, &i.set) && GetVarsint64(&in, &i.time_ns) &&
+  bool ok = GetString(&in, &i.id) && GetString(&in, &i.set) && GetString(&in, &i.tag) && GetVarsint64(&in, &i.time_ns) &&
             GetString(&in, &i.host) && GetVarint64(&in, &npaths) && npaths <= in.size();
   i.paths.resize(ok ? npaths : 0);
   for (std::string& p : i.paths) ok = ok && GetString(&in, &p);

@@ -2,6 +2,7 @@
 // root names is live; GC marks from them. docs/format.md §4.
 //   roots/blobs/<hex HMAC(name-key, "sha256:<hex>")>   one per blob
 //   roots/snapshots/<16 hex id>                        one per snapshot
+//   roots/heads/<hex HMAC(name-key, "head:" + set)>    one per writable head
 // A root is written tmp -> fsync -> rename -> fsync dir, after the chunks it names
 // are durable and indexed.
 #ifndef CHUNKSTORE_ROOTS_H_
@@ -17,7 +18,7 @@
 
 namespace chunkstore {
 
-enum class RootKind : uint8_t { kBlob = 1, kSnapshot = 2 };
+enum class RootKind : uint8_t { kBlob = 1, kSnapshot = 2, kHead = 3 };
 
 struct BlobRoot {
   std::string digest;  // "sha256:<hex>"
@@ -25,6 +26,7 @@ struct BlobRoot {
   std::vector<ChunkRef> chunks;
 };
 
+// Snapshots and heads share this layout (a head has an empty id).
 struct SnapshotRoot {
   SnapshotInfo info;
   uint64_t tree_len = 0;           // bytes of the encoded tree stream

@@ -19,30 +19,6 @@
 
 namespace chunkstore {
 
-enum class EntryType : uint8_t {
-  kFile = 1,
-  kDir = 2,
-  kSymlink = 3,
-  kHardlink = 4,  // another name of an earlier kFile entry: `link` is its path
-  kCharDev = 5,
-  kBlockDev = 6,
-  kFifo = 7,
-  kSocket = 8,
-};
-
-struct TreeEntry {
-  std::string path;  // relative, '/'-separated, no "." or ".." components
-  EntryType type = EntryType::kFile;
-  uint32_t mode = 0;  // permission bits incl. setuid/setgid/sticky (no S_IFMT)
-  uint32_t uid = 0, gid = 0;
-  int64_t mtime_ns = 0, atime_ns = 0, ctime_ns = 0;
-  uint64_t size = 0;
-  uint64_t inode = 0, dev = 0, rdev = 0;
-  std::string link;  // symlink target, or hardlink's first path
-  std::vector<std::pair<std::string, std::string>> xattrs;  // incl. system.posix_acl_*
-  std::vector<ChunkRef> chunks;                             // kFile content
-};
-
 void EncodeEntry(const TreeEntry& e, std::string* out);
 // Consumes one entry from the front of *in.
 Status DecodeEntry(std::string_view* in, TreeEntry* e);

@@ -8,7 +8,9 @@
 #ifndef CHUNKSTORE_STORE_H_
 #define CHUNKSTORE_STORE_H_
 
+#include <array>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <string>
@@ -19,6 +21,61 @@
 #include "chunkstore/status.h"
 
 namespace chunkstore {
+
+// A chunk's identity: HMAC-SHA-256 of its plaintext under a repository key.
+using ChunkId = std::array<uint8_t, 32>;
+
+struct ChunkIdHash {
+  size_t operator()(const ChunkId& id) const {
+    size_t h;
+    std::memcpy(&h, id.data(), sizeof h);  // ids are HMAC outputs: already uniform
+    return h;
+  }
+};
+
+struct ChunkRef {
+  ChunkId id{};
+  uint32_t length = 0;
+  bool operator==(const ChunkRef&) const = default;
+};
+
+enum class EntryType : uint8_t {
+  kFile = 1,
+  kDir = 2,
+  kSymlink = 3,
+  kHardlink = 4,  // another name of an earlier kFile entry: `link` is its path
+  kCharDev = 5,
+  kBlockDev = 6,
+  kFifo = 7,
+  kSocket = 8,
+};
+
+// What a snapshot (or a head) records about one file, directory, link, device or
+// fifo. docs/format.md §6.
+struct TreeEntry {
+  std::string path;  // relative, '/'-separated, no "." or ".." components
+  EntryType type = EntryType::kFile;
+  uint32_t mode = 0;  // permission bits incl. setuid/setgid/sticky (no S_IFMT)
+  uint32_t uid = 0, gid = 0;
+  int64_t mtime_ns = 0, atime_ns = 0, ctime_ns = 0;
+  uint64_t size = 0;
+  uint64_t inode = 0, dev = 0, rdev = 0;
+  std::string link;  // symlink target, or hardlink's first path
+  std::vector<std::pair<std::string, std::string>> xattrs;  // incl. system.posix_acl_*
+  std::vector<ChunkRef> chunks;                             // kFile content
+};
+
+// Streams content into content-defined chunks. Append is sequential; not
+// thread-safe (one owner). The chunks are readable through the repository at once
+// and durable after Repository::Sync().
+class ContentWriter {
+ public:
+  virtual ~ContentWriter() = default;
+  virtual Status Append(std::string_view data) = 0;
+  // Cuts the final chunk and returns the chunks of everything appended.
+  virtual Result<std::vector<ChunkRef>> Finish() = 0;
+  virtual uint64_t size() const = 0;
+};
 
 // What long operations report; called from the operation's thread, often (callers
 // rate-limit their own output).
@@ -51,6 +108,7 @@ class BlobReader {
 struct SnapshotInfo {
   std::string id;          // 16 hex digits
   std::string set;
+  std::string tag;         // optional name given by the user (unique within the set)
   int64_t time_ns = 0;     // when the backup started
   std::string host;
   std::vector<std::string> paths;
@@ -159,6 +217,31 @@ class Repository {
   virtual Result<CheckReport> CheckData(const ProgressFn& progress) = 0;
   // Removes chunks no blob or snapshot references; repacks packs that are mostly dead.
   virtual Result<GcReport> Gc(const ProgressFn& progress) = 0;
+
+  // ---- Building blocks for the FUSE layer. Thread-safe, unlike the rest. ----
+
+  virtual std::unique_ptr<ContentWriter> NewContentWriter() = 0;
+  // Appends a chunk's bytes to *out (also chunks not yet durable).
+  virtual Status ReadChunk(const ChunkId& id, std::string* out) = 0;
+  // Makes every chunk stored so far durable and indexed.
+  virtual Status Sync() = 0;
+  // Publishes stored chunks as the blob `digest` ("sha256:<hex>"); the caller has
+  // verified the digest. Syncs first.
+  virtual Result<BlobInfo> CommitBlob(std::string_view digest, const std::vector<ChunkRef>& chunks) = 0;
+
+  // Heads: the durable state of a writable tree (/backups/<set>/current). A head
+  // is a tree stream like a snapshot's, replaced as a whole on every save.
+  using EmitFn = std::function<Status(const TreeEntry&)>;
+  // Syncs chunks, then stores the entries `produce` emits (pre-order) as the head.
+  virtual Status SaveHead(std::string_view set, const std::function<Status(const EmitFn&)>& produce) = 0;
+  // NotFound when the set has no head.
+  virtual Status LoadHead(std::string_view set, const std::function<Status(TreeEntry&)>& fn) = 0;
+  virtual Result<std::vector<std::string>> ListHeads() = 0;
+  virtual Status DeleteHead(std::string_view set) = 0;
+  // Seals the saved head of `set` as a new snapshot sharing all its chunks.
+  virtual Result<SnapshotInfo> SnapshotHead(std::string_view set, std::string_view tag) = 0;
+  // Calls fn for each entry of a snapshot ("SET@ID"), in stream order.
+  virtual Status ForEachSnapshotEntry(std::string_view ref, const std::function<Status(TreeEntry&)>& fn) = 0;
 
   const std::string& dir() const { return dir_; }
 

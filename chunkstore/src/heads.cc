@@ -1,0 +1,210 @@
+// The building blocks the FUSE layer uses: streaming content writers, chunk reads
+// that see not-yet-durable chunks, blob commits, and heads (the durable state of
+// a writable tree, saved whole and sealed into snapshots on demand).
+#include <algorithm>
+
+#include "repo_impl.h"
+#include "tree_sink.h"
+
+namespace chunkstore {
+namespace {
+
+// Buffers appended bytes and cuts chunks once at least max_size bytes are ahead of
+// the cut point, so the boundaries are exactly those of a one-shot chunking.
+class ContentWriterImpl : public ContentWriter {
+ public:
+  ContentWriterImpl(const FastCdc* cdc, ChunkWriter* w) : cdc_(cdc), w_(w) {}
+
+  Status Append(std::string_view data) override {
+    RETURN_IF_ERROR(error_);
+    buf_.append(data);
+    size_ += data.size();
+    return error_ = Cut(false);
+  }
+
+  Result<std::vector<ChunkRef>> Finish() override {
+    RETURN_IF_ERROR(error_);
+    RETURN_IF_ERROR(error_ = Cut(true));
+    return std::move(chunks_);
+  }
+
+  uint64_t size() const override { return size_; }
+
+ private:
+  Status Cut(bool eof) {
+    const size_t max = cdc_->params().max_size;
+    while (buf_.size() - pos_ >= max || (eof && pos_ < buf_.size())) {
+      size_t n = cdc_->NextChunk(reinterpret_cast<const uint8_t*>(buf_.data()) + pos_,
+                                 buf_.size() - pos_, eof);
+      if (n == 0) break;
+      ASSIGN_OR_RETURN(ChunkRef ref, w_->Add(RecordKind::kData, std::string_view(buf_).substr(pos_, n)));
+      chunks_.push_back(ref);
+      pos_ += n;
+    }
+    if (pos_ > (1u << 20)) {  // compact now and then, not on every chunk
+      buf_.erase(0, pos_);
+      pos_ = 0;
+    }
+    return Status::OK();
+  }
+
+  const FastCdc* cdc_;
+  ChunkWriter* w_;
+  std::string buf_;
+  size_t pos_ = 0;
+  uint64_t size_ = 0;
+  std::vector<ChunkRef> chunks_;
+  Status error_;
+};
+
+}  // namespace
+
+std::unique_ptr<ContentWriter> RepositoryImpl::NewContentWriter() {
+  return std::make_unique<ContentWriterImpl>(cdc_.get(), writer_.get());
+}
+
+Status RepositoryImpl::ReadChunk(const ChunkId& id, std::string* out) {
+  Status st = reader_->Read(id, out);
+  if (st.IsNotFound() && writer_ != nullptr && writer_->ReadPending(id, out)) return Status::OK();
+  return st;
+}
+
+Status RepositoryImpl::Sync() {
+  RETURN_IF_ERROR(RequireWriter());
+  return writer_->Flush();
+}
+
+Result<BlobInfo> RepositoryImpl::CommitBlob(std::string_view digest,
+                                            const std::vector<ChunkRef>& chunks) {
+  RETURN_IF_ERROR(RequireWriter());
+  BlobRoot root;
+  root.digest = std::string(digest);
+  root.chunks = chunks;
+  for (const ChunkRef& c : chunks) root.size += c.length;
+  RETURN_IF_ERROR(writer_->Flush());  // chunks durable and indexed before the root
+  std::string plain;
+  EncodeBlobRoot(root, &plain);
+  RETURN_IF_ERROR(WriteRoot(RootKind::kBlob, BlobRootName(root.digest), plain));
+  return BlobInfo{root.digest, root.size, 0};
+}
+
+std::string RepositoryImpl::HeadRootName(std::string_view set) const {
+  return std::string(kHeadRootsDir) + "/" + ToHex(keys_->name.Compute("head:" + std::string(set)));
+}
+
+Status RepositoryImpl::SaveHead(std::string_view set,
+                                const std::function<Status(const EmitFn&)>& produce) {
+  RETURN_IF_ERROR(RequireWriter());
+  TreeSink sink(cdc_.get(), writer_.get());
+  SnapshotRoot root;
+  root.info.set = std::string(set);
+  root.info.time_ns = static_cast<int64_t>(env_->NowMicros()) * 1000;
+  RETURN_IF_ERROR(produce([&](const TreeEntry& e) -> Status {
+    if (!IsSafeRelativePath(e.path))
+      return Status::InvalidArgument("head " + std::string(set) + ": unsafe path `" + e.path + "`");
+    if (e.type == EntryType::kFile) {
+      ++root.info.files;
+      root.info.bytes += e.size;
+    } else if (e.type == EntryType::kDir) {
+      ++root.info.dirs;
+    }
+    return sink.Add(e);
+  }));
+  RETURN_IF_ERROR(sink.Finish());
+  RETURN_IF_ERROR(writer_->Flush());  // file and tree chunks durable before the root
+  root.tree_len = sink.length();
+  root.tree = std::move(sink.chunks());
+  std::string plain;
+  EncodeSnapshotRoot(root, &plain);
+  RETURN_IF_ERROR(env_->CreateDirs(JoinPath(dir_, kHeadRootsDir)));
+  return WriteRoot(RootKind::kHead, HeadRootName(set), plain);
+}
+
+Result<SnapshotRoot> RepositoryImpl::LoadHeadRoot(std::string_view set) {
+  std::string rel = HeadRootName(set), file, plain;
+  Status st = env_->ReadFileToString(JoinPath(dir_, rel), &file);
+  if (st.IsNotFound()) return Status::NotFound("set `" + std::string(set) + "` has no head");
+  RETURN_IF_ERROR(st);
+  RETURN_IF_ERROR(OpenRoot(file, rel, RootKind::kHead, keys_->roots, &plain));
+  SnapshotRoot root;
+  RETURN_IF_ERROR(DecodeSnapshotRoot(plain, &root, rel));
+  if (root.info.set != set) return Status::Corruption(rel + ": names a different set");
+  return root;
+}
+
+Result<std::vector<SnapshotRoot>> RepositoryImpl::LoadHeadRoots() {
+  std::vector<SnapshotRoot> out;
+  auto names = env_->GetChildren(JoinPath(dir_, kHeadRootsDir));
+  if (!names.ok()) {
+    if (names.status().IsNotFound()) return out;
+    return names.status();
+  }
+  for (const std::string& n : *names) {
+    if (n.size() != 64) continue;
+    std::string rel = std::string(kHeadRootsDir) + "/" + n, file, plain;
+    RETURN_IF_ERROR(env_->ReadFileToString(JoinPath(dir_, rel), &file));
+    RETURN_IF_ERROR(OpenRoot(file, rel, RootKind::kHead, keys_->roots, &plain));
+    SnapshotRoot r;
+    RETURN_IF_ERROR(DecodeSnapshotRoot(plain, &r, rel));
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+Status RepositoryImpl::LoadHead(std::string_view set, const std::function<Status(TreeEntry&)>& fn) {
+  ASSIGN_OR_RETURN(SnapshotRoot root, LoadHeadRoot(set));
+  return ForEachEntry(root, fn);
+}
+
+Result<std::vector<std::string>> RepositoryImpl::ListHeads() {
+  ASSIGN_OR_RETURN(auto roots, LoadHeadRoots());
+  std::vector<std::string> out;
+  for (const SnapshotRoot& r : roots) out.push_back(r.info.set);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+Status RepositoryImpl::DeleteHead(std::string_view set) {
+  RETURN_IF_ERROR(RequireWriter());
+  std::string path = JoinPath(dir_, HeadRootName(set));
+  RETURN_IF_ERROR(env_->RemoveFile(path));
+  return env_->SyncDir(DirName(path));
+}
+
+Status RepositoryImpl::WriteSnapshotRoot(const SnapshotRoot& root) {
+  std::string plain;
+  EncodeSnapshotRoot(root, &plain);
+  return WriteRoot(RootKind::kSnapshot, std::string(kSnapshotRootsDir) + "/" + root.info.id, plain);
+}
+
+Result<SnapshotInfo> RepositoryImpl::SnapshotHead(std::string_view set, std::string_view tag) {
+  RETURN_IF_ERROR(RequireWriter());
+  if (!tag.empty()) {
+    if (tag.find_first_of("@/\n") != std::string_view::npos || tag == "." || tag == "..")
+      return Status::InvalidArgument("snapshot name `" + std::string(tag) + "` is invalid");
+    ASSIGN_OR_RETURN(auto existing, ListSnapshots(set));
+    for (const SnapshotInfo& s : existing)
+      if (s.tag == tag || s.id == tag)
+        return Status::AlreadyExists("set " + std::string(set) + " already has a snapshot named `" +
+                                     std::string(tag) + "`");
+  }
+  ASSIGN_OR_RETURN(SnapshotRoot root, LoadHeadRoot(set));
+  uint8_t id[8];
+  RandomBytes(id, sizeof id);
+  root.info.id = ToHex(id, sizeof id);
+  root.info.tag = std::string(tag);
+  root.info.time_ns = static_cast<int64_t>(env_->NowMicros()) * 1000;
+  root.info.paths = {"/backups/" + std::string(set) + "/current"};
+  root.info.new_bytes = 0;
+  root.info.files_read = 0;
+  RETURN_IF_ERROR(WriteSnapshotRoot(root));
+  return root.info;
+}
+
+Status RepositoryImpl::ForEachSnapshotEntry(std::string_view ref,
+                                            const std::function<Status(TreeEntry&)>& fn) {
+  ASSIGN_OR_RETURN(SnapshotRoot root, FindSnapshotRoot(ref));
+  return ForEachEntry(root, fn);
+}
+
+}  // namespace chunkstore
