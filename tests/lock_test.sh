@@ -54,8 +54,9 @@ expect_ok "restore while a writer runs" cf "$R" restore s "$T/r1"
 same_tree "$T/tree" "$(restored_root "$T/r1" "$T/tree")" "restore during a write"
 expect_ok "check while a writer runs" cf "$R" check
 
-# A waiting writer: starts now, succeeds once the first one is done.
-"$COFFER" --repo "$R" --passphrase-file "$R.pass" -q --lock-wait 20 put "$T/two" >"$T/w2.out" 2>"$T/w2.err" &
+# A waiting writer: starts now, succeeds once the first one is done. (7>&-: it
+# must not inherit the fifo's write end, or the first writer never sees EOF.)
+"$COFFER" --repo "$R" --passphrase-file "$R.pass" -q --lock-wait 20 put "$T/two" >"$T/w2.out" 2>"$T/w2.err" 7>&- &
 w2=$!
 bg_track "$w2"
 sleep 1

@@ -13,11 +13,7 @@ ChunkWriter::ChunkWriter(Env* env, std::string repo_dir, Index* index, const Rep
 
 ChunkWriter::~ChunkWriter() {
   for (auto& f : inflight_) f.wait();
-  if (pack_ != nullptr) {
-    // Abandoned: the records in it were never indexed, so nothing refers to them.
-    (void)pack_->Close();
-    (void)env_->RemoveFile(tmp_path_);
-  }
+  AbandonPack();  // never indexed, so nothing durable refers to it
 }
 
 Result<ChunkRef> ChunkWriter::Add(RecordKind kind, std::string_view data, bool* is_new) {
@@ -34,7 +30,6 @@ Status ChunkWriter::AddForced(RecordKind kind, const ChunkId& id, std::string_vi
 
 Status ChunkWriter::AddLocked(RecordKind kind, const ChunkId& id, std::string_view data,
                               bool force, bool* is_new) {
-  if (!error_.ok()) return error_;
   if (is_new) *is_new = false;
   if (pending_.count(id)) return Status::OK();
   if (!force) {
@@ -91,13 +86,21 @@ Status ChunkWriter::SealFrame(RecordKind kind) {
 Status ChunkWriter::WriteOne() {
   Sealed s = inflight_.front().get();
   inflight_.pop_front();
-  Status st = WriteRecord(s);
-  if (!st.ok()) error_ = st;
+  return WriteRecord(std::move(s));
+}
+
+// Records are kept until their pack is indexed, so a failed pack write (ENOSPC,
+// EIO) is retried with a fresh pack on the next call instead of losing chunks
+// that callers already hold references to.
+Status ChunkWriter::WriteRecord(Sealed s) {
+  sealed_.push_back(std::move(s));
+  Status st = pack_ == nullptr ? StartPack() : AppendSealed(sealed_.back());
+  if (st.ok() && pack_->Size() >= params_.pack_size) st = FinishPack();
+  if (!st.ok()) AbandonPack();
   return st;
 }
 
-Status ChunkWriter::WriteRecord(const Sealed& s) {
-  if (pack_ == nullptr) RETURN_IF_ERROR(StartPack());
+Status ChunkWriter::AppendSealed(const Sealed& s) {
   uint64_t offset = pack_->Size();
   RETURN_IF_ERROR(pack_->Append(s.bytes));
   positions_.push_back({offset, static_cast<uint32_t>(s.bytes.size())});
@@ -107,17 +110,29 @@ Status ChunkWriter::WriteRecord(const Sealed& s) {
                                            in_frame, c.length, s.kind}});
     in_frame += c.length;
   }
-  if (pack_->Size() >= params_.pack_size) return FinishPack();
   return Status::OK();
 }
 
+// Opens a new tmp pack and (re)writes every record not yet in an indexed pack.
 Status ChunkWriter::StartPack() {
   RandomBytes(pack_id_.data(), pack_id_.size());
   tmp_path_ = JoinPath(dir_, "tmp/" + ToHex(pack_id_.data(), pack_id_.size()) + ".pack");
   ASSIGN_OR_RETURN(pack_, env_->NewWritableFile(tmp_path_));
   positions_.clear();
   pack_chunks_.clear();
-  return pack_->Append(EncodePackHeader(pack_id_));
+  RETURN_IF_ERROR(pack_->Append(EncodePackHeader(pack_id_)));
+  for (const Sealed& s : sealed_) RETURN_IF_ERROR(AppendSealed(s));
+  return Status::OK();
+}
+
+void ChunkWriter::AbandonPack() {
+  if (pack_ != nullptr) {
+    (void)pack_->Close();
+    (void)env_->RemoveFile(tmp_path_);  // best effort; the next open clears tmp/
+    pack_.reset();
+  }
+  positions_.clear();
+  pack_chunks_.clear();
 }
 
 // tmp -> fsync -> rename -> fsync dir -> index. Only then are the chunks "stored".
@@ -141,6 +156,7 @@ Status ChunkWriter::FinishPack() {
   for (const auto& [id, loc] : pack_chunks_) pending_.erase(id);
   pack_chunks_.clear();
   positions_.clear();
+  sealed_.clear();
   return Status::OK();
 }
 
@@ -150,12 +166,14 @@ Status ChunkWriter::Flush() {
 }
 
 Status ChunkWriter::FlushLocked() {
-  if (!error_.ok()) return error_;
   Status st = SealFrame(RecordKind::kData);
   if (st.ok()) st = SealFrame(RecordKind::kTree);
   while (st.ok() && !inflight_.empty()) st = WriteOne();
-  if (st.ok() && pack_ != nullptr) st = FinishPack();
-  if (!st.ok()) error_ = st;
+  if (st.ok() && !sealed_.empty()) {
+    if (pack_ == nullptr) st = StartPack();
+    if (st.ok()) st = FinishPack();
+    if (!st.ok()) AbandonPack();
+  }
   return st;
 }
 

@@ -9,8 +9,9 @@
 //
 // Thread-safe: one mutex serialises the appends (ids are computed outside it).
 // Chunks not yet indexed stay readable through ReadPending. After an I/O error
-// every call returns that error (the pack in progress is abandoned in tmp/,
-// removed at the next open).
+// (ENOSPC, EIO) the call fails and the pack in progress is abandoned, but its
+// records are kept and written again, into a new pack, by the next call: a full
+// disk loses nothing once space is freed.
 #ifndef CHUNKSTORE_CHUNK_WRITER_H_
 #define CHUNKSTORE_CHUNK_WRITER_H_
 
@@ -67,8 +68,10 @@ class ChunkWriter {
   Status Append(RecordKind kind, const ChunkId& id, std::string_view data);
   Status SealFrame(RecordKind kind);
   Status WriteOne();
-  Status WriteRecord(const Sealed& s);
+  Status WriteRecord(Sealed s);
+  Status AppendSealed(const Sealed& s);
   Status StartPack();
+  void AbandonPack();
   Status FinishPack();
 
   Env* const env_;
@@ -79,13 +82,13 @@ class ChunkWriter {
   const size_t max_inflight_;
 
   mutable std::mutex mu_;  // guards everything below
-  Status error_;  // sticky
   Frame frames_[2];  // indexed by kind - 1
   std::deque<std::future<Sealed>> inflight_;
   // Added, not yet indexed: their bytes, so readers see them before Flush.
   std::unordered_map<ChunkId, std::string, ChunkIdHash> pending_;
   uint64_t new_bytes_ = 0;
 
+  std::vector<Sealed> sealed_;  // records of the pack being built, until it is indexed
   std::unique_ptr<WritableFile> pack_;
   PackId pack_id_{};
   std::string tmp_path_;

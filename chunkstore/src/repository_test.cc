@@ -265,6 +265,27 @@ TEST_F(MemRepoTest, CrashAtEveryMutationOfAPutLosesNothingReported) {
   }
 }
 
+// A full disk fails the put with ENOSPC; once space is back, the same repository
+// object finishes the next put and nothing already stored is lost.
+TEST_F(MemRepoTest, FullDiskFailsCleanlyAndRecovers) {
+  auto repo = OpenOrDie();
+  std::string a = RandomData(2 << 20, 70), b = RandomData(2 << 20, 71);
+  auto ia = repo->PutBlob(FromString(a), nullptr);
+  ASSERT_TRUE(ia.ok());
+  fault_->FailAt(3, ENOSPC, /*sticky=*/true);
+  auto ib = repo->PutBlob(FromString(b), nullptr);
+  ASSERT_FALSE(ib.ok());
+  EXPECT_EQ(ib.status().sys_errno(), ENOSPC) << ib.status().ToString();
+  fault_->ClearFaults();
+  ib = repo->PutBlob(FromString(b), nullptr);
+  ASSERT_TRUE(ib.ok()) << ib.status().ToString();
+  EXPECT_EQ(ReadBlob(repo.get(), ia->digest), a);
+  EXPECT_EQ(ReadBlob(repo.get(), ib->digest), b);
+  auto check = repo->CheckData(nullptr);
+  ASSERT_TRUE(check.ok());
+  EXPECT_TRUE(check->ok()) << check->problems[0];
+}
+
 TEST_F(MemRepoTest, GcKeepsLiveBlobsAndFreesDeletedOnes) {
   std::string keep = RandomData(2 << 20, 30), drop = RandomData(2 << 20, 31);
   auto repo = OpenOrDie();
