@@ -88,7 +88,7 @@ std::string TimeString(int64_t ns) {
 }
 
 nlohmann::json SnapshotJson(const chunkstore::SnapshotInfo& s) {
-  return {{"id", s.id}, {"set", s.set}, {"time", TimeString(s.time_ns)}, {"time_ns", s.time_ns},
+  return {{"id", s.id}, {"set", s.set}, {"tag", s.tag}, {"time", TimeString(s.time_ns)}, {"time_ns", s.time_ns},
           {"host", s.host}, {"paths", s.paths}, {"files", s.files}, {"dirs", s.dirs},
           {"bytes", s.bytes}, {"new_bytes", s.new_bytes}, {"files_read", s.files_read}};
 }

@@ -189,7 +189,13 @@ Result<SnapshotInfo> RepositoryImpl::Backup(const std::vector<std::string>& path
     ASSIGN_OR_RETURN(std::string a, Absolute(p));
     abs.push_back(a);
   }
+  // A path given twice, or inside another given directory, is backed up once.
   std::sort(abs.begin(), abs.end());
+  std::vector<std::string> roots;
+  for (const std::string& a : abs)
+    if (roots.empty() || (a != roots.back() && a.rfind(roots.back() + "/", 0) != 0))
+      roots.push_back(a);
+  abs = std::move(roots);
   BackupRun run(cdc_.get(), writer_.get(), progress);
   auto parent = FindSnapshotRoot(std::string(set) + "@latest");
   if (parent.ok()) {

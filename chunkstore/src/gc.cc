@@ -40,10 +40,11 @@ Status RepositoryImpl::MarkLive(std::vector<std::string>* problems, bool strict,
   return Status::OK();
 }
 
-Result<GcReport> RepositoryImpl::Gc(const ProgressFn& progress) {
+Result<GcReport> RepositoryImpl::Gc(const ProgressFn& progress,
+                                    const std::vector<ChunkId>& also_live) {
   RETURN_IF_ERROR(RequireWriter());
   RETURN_IF_ERROR(writer_->Flush());
-  std::unordered_set<ChunkId, ChunkIdHash> live;
+  std::unordered_set<ChunkId, ChunkIdHash> live(also_live.begin(), also_live.end());
   std::vector<std::string> problems;
   RETURN_IF_ERROR(MarkLive(&problems, true, [&](const ChunkId& id) { live.insert(id); }));
   GcReport rep;
@@ -62,12 +63,17 @@ Result<GcReport> RepositoryImpl::Gc(const ProgressFn& progress) {
     Victim v{id, {}, 0};
     uint64_t live_bytes = 0, all_bytes = 0;
     std::vector<std::pair<ChunkRef, RecordKind>> keep;
+    Status bad;
     Status st = ScanPack(env_, dir_, rel, [&](const ScannedRecord& r) {
-      if (!r.meta_ok) return;
+      if (!r.status.ok() || !r.meta_ok) {
+        if (bad.ok()) bad = r.status.ok() ? Status::Corruption(rel + ": unreadable record") : r.status;
+        return;
+      }
       for (const ChunkRef& c : r.meta.chunks) {
         v.chunks.push_back(c.id);
         all_bytes += c.length;
         auto loc = index_->Get(c.id);
+        if (!loc.ok() && bad.ok()) bad = loc.status();
         bool useful = live.count(c.id) && loc.ok() && loc->has_value() && (*loc)->pack == id;
         if (useful) {
           live_bytes += c.length;
@@ -82,6 +88,7 @@ Result<GcReport> RepositoryImpl::Gc(const ProgressFn& progress) {
     if (progress) progress(p);
     // With a damaged pack, "dead" may only mean "its live copy is unreadable":
     // stop before deleting anything and let check/repair speak first.
+    if (st.ok()) st = bad;
     if (!st.ok())
       return st.Annotate("gc stopped before deleting anything; run `coffer check --read-data`");
     if (live_bytes == 0) {

@@ -29,6 +29,7 @@ class ContentWriterImpl : public ContentWriter {
   }
 
   uint64_t size() const override { return size_; }
+  const std::vector<ChunkRef>& chunks() const override { return chunks_; }
 
  private:
   Status Cut(bool eof) {
@@ -64,9 +65,10 @@ std::unique_ptr<ContentWriter> RepositoryImpl::NewContentWriter() {
 }
 
 Status RepositoryImpl::ReadChunk(const ChunkId& id, std::string* out) {
-  Status st = reader_->Read(id, out);
-  if (st.IsNotFound() && writer_ != nullptr && writer_->ReadPending(id, out)) return Status::OK();
-  return st;
+  // Pending first: a chunk moves from pending to the index, never back, so this
+  // order cannot miss one that is in flight between the two.
+  if (writer_ != nullptr && writer_->ReadPending(id, out)) return Status::OK();
+  return reader_->Read(id, out);
 }
 
 Status RepositoryImpl::Sync() {
@@ -179,8 +181,10 @@ Status RepositoryImpl::WriteSnapshotRoot(const SnapshotRoot& root) {
 
 Result<SnapshotInfo> RepositoryImpl::SnapshotHead(std::string_view set, std::string_view tag) {
   RETURN_IF_ERROR(RequireWriter());
+  std::lock_guard<std::mutex> l(snap_mu_);
   if (!tag.empty()) {
-    if (tag.find_first_of("@/\n") != std::string_view::npos || tag == "." || tag == "..")
+    if (tag.find_first_of("@/\n") != std::string_view::npos || tag == "." || tag == ".." ||
+        tag == "latest" || tag == "current")
       return Status::InvalidArgument("snapshot name `" + std::string(tag) + "` is invalid");
     ASSIGN_OR_RETURN(auto existing, ListSnapshots(set));
     for (const SnapshotInfo& s : existing)

@@ -5,6 +5,7 @@
 #define CHUNKSTORE_REPO_IMPL_H_
 
 #include <functional>
+#include <mutex>
 #include <memory>
 #include <optional>
 #include <string>
@@ -36,6 +37,7 @@ struct RepoConfig {
   std::string id;  // 32 hex digits, random at init; the HKDF salt
   RepoParams params;
 };
+Status ValidateParams(const RepoParams& p, const std::string& what);
 Status ReadConfig(Env* env, const std::string& dir, RepoConfig* cfg);
 std::string EncodeConfig(const RepoConfig& cfg);
 
@@ -83,7 +85,7 @@ class RepositoryImpl : public Repository {
   Status Forget(std::string_view ref) override;
   Result<Stats> GetStats() override;
   Result<CheckReport> CheckData(const ProgressFn& progress) override;
-  Result<GcReport> Gc(const ProgressFn& progress) override;
+  Result<GcReport> Gc(const ProgressFn& progress, const std::vector<ChunkId>& also_live) override;
 
   std::unique_ptr<ContentWriter> NewContentWriter() override;
   Status ReadChunk(const ChunkId& id, std::string* out) override;
@@ -124,6 +126,8 @@ class RepositoryImpl : public Repository {
   const OpenOptions opts_;
   RepoConfig cfg_;
   std::unique_ptr<FileLock> lock_;
+  std::mutex roots_mu_;  // serialises root file writes
+  std::mutex snap_mu_;   // SnapshotHead: tag check and write are one step
   std::unique_ptr<RepoKeys> keys_;
   std::unique_ptr<FastCdc> cdc_;
   std::unique_ptr<Index> index_;

@@ -55,9 +55,9 @@ Status ReadConfig(Env* env, const std::string& dir, RepoConfig* c) {
     return Status::Corruption("read config `" + path + "`: " + e.what());
   }
   if (c->version != 1) return Status::FailedPrecondition("config `" + path + "`: unsupported version");
-  ChunkerParams cp{c->params.chunk_min, c->params.chunk_avg, c->params.chunk_max};
-  if (!cp.Valid() || c->id.size() != 32)
-    return Status::Corruption("config `" + path + "`: invalid chunker parameters or id");
+  if (c->id.size() != 32) return Status::Corruption("config `" + path + "`: invalid repository id");
+  Status st2 = ValidateParams(c->params, "config `" + path + "`");
+  if (!st2.ok()) return Status::Corruption(st2.message());
   return Status::OK();
 }
 
@@ -68,26 +68,44 @@ std::string HeaderPath(const std::string& dir, const OpenOptions& o) {
   return o.local_dir.empty() ? JoinPath(dir, "keys/luks2.hdr") : JoinPath(o.local_dir, "luks2.hdr");
 }
 
+Status ValidateParams(const RepoParams& p, const std::string& what) {
+  ChunkerParams cp{p.chunk_min, p.chunk_avg, p.chunk_max};
+  if (!cp.Valid())
+    return Status::InvalidArgument(what + ": chunk sizes " + std::to_string(p.chunk_min) + "/" +
+                                   std::to_string(p.chunk_avg) + "/" + std::to_string(p.chunk_max) +
+                                   " are invalid (need min < avg < max, avg a power of two)");
+  if (p.frame_size < p.chunk_max || p.frame_size > (16u << 20))
+    return Status::InvalidArgument(what + ": frame size must be in [chunk max, 16 MiB]");
+  if (p.pack_size < (1u << 20) || p.pack_size > (1u << 30))
+    return Status::InvalidArgument(what + ": pack size must be in [1 MiB, 1 GiB]");
+  if (p.compression_level < 0 || p.compression_level > 19)
+    return Status::InvalidArgument(what + ": compression level must be in [0, 19]");
+  return Status::OK();
+}
+
 // ---- init and open -----------------------------------------------------------
 
 Status Repository::Init(const std::string& dir, std::string_view secret, std::string_view label,
                         const RepoParams& params, const KeyCost& cost, const OpenOptions& opts) {
   Env* env = opts.env ? opts.env : Env::Default();
-  ChunkerParams cp{params.chunk_min, params.chunk_avg, params.chunk_max};
-  if (!cp.Valid())
-    return Status::InvalidArgument("chunk sizes " + std::to_string(params.chunk_min) + "/" +
-                                   std::to_string(params.chunk_avg) + "/" +
-                                   std::to_string(params.chunk_max) +
-                                   " are invalid (need min < avg < max, avg a power of two)");
   if (env->FileExists(JoinPath(dir, kConfigFile)))
     return Status::AlreadyExists("init `" + dir + "`: a repository already exists there");
   if (secret.empty()) return Status::InvalidArgument("init `" + dir + "`: empty passphrase");
+  RETURN_IF_ERROR(ValidateParams(params, "init `" + dir + "`"));
   RETURN_IF_ERROR(env->CreateDirs(dir));
   for (const char* d : {kTmpDir, kPacksDir, kBlobRootsDir, kSnapshotRootsDir, kHeadRootsDir})
     RETURN_IF_ERROR(env->CreateDirs(JoinPath(dir, d)));
   std::string header = HeaderPath(dir, opts);
   std::error_code ec;
   std::filesystem::create_directories(DirName(header), ec);
+  if (ec) return Status::IOError("init `" + dir + "`: create `" + DirName(header) + "`: " + ec.message());
+  // No config means no repository: a header here is the leftover of an init that
+  // was interrupted before its last step, and protects nothing.
+  std::filesystem::remove(header, ec);
+  {
+    auto index = Index::Open(IndexPath(dir, opts), false, true);  // readers need it to exist
+    if (!index.ok()) return index.status();
+  }
   KdfParams kdf{cost.iterations, cost.memory_kib, cost.parallel};
   auto key = KeyEnvelope::Create(header, secret, kdf, label);
   if (!key.ok()) return key.status();
@@ -259,6 +277,7 @@ std::string RepositoryImpl::BlobRootName(std::string_view digest) const {
 }
 
 Status RepositoryImpl::WriteRoot(RootKind kind, const std::string& rel, std::string_view plain) {
+  std::lock_guard<std::mutex> l(roots_mu_);  // two writers of one root share its .tmp name
   return env_->WriteFileAtomic(JoinPath(dir_, rel), SealRoot(kind, rel, plain, keys_->roots));
 }
 

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <unordered_set>
 
 #include "repo_impl.h"
 
@@ -47,8 +48,17 @@ Status RepositoryImpl::Restore(std::string_view ref, const std::string& target,
   std::vector<TreeEntry> dirs;
   Progress p{"restore", 0, root.info.files, 0, root.info.bytes};
   std::string chunk;
+  // Every entry's parent must be a directory this restore created: a tree that
+  // puts an entry under a symlink (possible only with the key) cannot steer the
+  // restore outside the target.
+  std::unordered_set<std::string> made_dirs = {""};
   Status st = ForEachEntry(root, [&](TreeEntry& e) -> Status {
     std::string path = target + "/" + e.path;
+    size_t slash = e.path.rfind('/');
+    if (!made_dirs.count(slash == std::string::npos ? "" : e.path.substr(0, slash)))
+      return Status::Corruption("restore: `" + e.path + "` does not follow its parent directory "
+                                "in the snapshot tree");
+    if (e.type == EntryType::kDir) made_dirs.insert(e.path);
     switch (e.type) {
       case EntryType::kDir:
         if (mkdir(path.c_str(), 0700) != 0 && errno != EEXIST)
@@ -57,7 +67,9 @@ Status RepositoryImpl::Restore(std::string_view ref, const std::string& target,
         return Status::OK();
       case EntryType::kHardlink: {
         std::string to = target + "/" + e.link;
-        if (!IsSafeRelativePath(e.link) || link(to.c_str(), path.c_str()) != 0)
+        if (!IsSafeRelativePath(e.link))
+          return Status::Corruption("restore: hardlink `" + e.path + "` has an unsafe target");
+        if (link(to.c_str(), path.c_str()) != 0)
           return Status::FromErrno("hardlink `" + path + "` to `" + to + "`", errno);
         return Status::OK();
       }

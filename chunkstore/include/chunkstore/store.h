@@ -75,6 +75,8 @@ class ContentWriter {
   // Cuts the final chunk and returns the chunks of everything appended.
   virtual Result<std::vector<ChunkRef>> Finish() = 0;
   virtual uint64_t size() const = 0;
+  // The chunks cut so far (gc must keep them while the writer is open).
+  virtual const std::vector<ChunkRef>& chunks() const = 0;
 };
 
 // What long operations report; called from the operation's thread, often (callers
@@ -215,8 +217,11 @@ class Repository {
   // CheckStructure plus: every record decrypted, every chunk id recomputed, every
   // blob and snapshot walked; names each damaged blob, snapshot and file.
   virtual Result<CheckReport> CheckData(const ProgressFn& progress) = 0;
-  // Removes chunks no blob or snapshot references; repacks packs that are mostly dead.
-  virtual Result<GcReport> Gc(const ProgressFn& progress) = 0;
+  // Removes chunks no blob, snapshot or head references; repacks packs that are
+  // mostly dead. `also_live` names chunks held only in memory (open uploads and
+  // files being written through the mount).
+  virtual Result<GcReport> Gc(const ProgressFn& progress,
+                              const std::vector<ChunkId>& also_live = {}) = 0;
 
   // ---- Building blocks for the FUSE layer. Thread-safe, unlike the rest. ----
 
