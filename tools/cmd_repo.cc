@@ -247,6 +247,14 @@ int RunRepair(Globals& g) {
 }
 
 int RunGc(Globals& g) {
+  if (auto d = AskDaemon(g, {{"verb", "gc"}})) {  // the daemon holds the repository
+    if (!d->value("ok", false)) return FailMsg(g, "gc: " + d->value("error", ""));
+    if (g.json) PrintJson(*d);
+    else std::printf("gc (by the mount daemon): %s freed, %llu packs deleted\n",
+                     HumanBytes(d->value("bytes_freed", 0ull)).c_str(),
+                     (unsigned long long)d->value("packs_deleted", 0ull));
+    return kExitOk;
+  }
   auto repo = OpenRepo(g, false);
   if (!repo.ok()) return Fail(g, repo.status());
   ProgressBar bar(!g.quiet && !g.json);

@@ -4,6 +4,7 @@
 #define COFFER_TOOLS_COMMANDS_H_
 
 #include <CLI/CLI.hpp>
+#include <optional>
 
 #include "cli_util.h"
 
@@ -12,6 +13,11 @@ namespace coffer {
 // Each Add* registers subcommands whose callbacks store their exit code in *rc.
 void AddRepoCommands(CLI::App& app, Globals& g, int* rc);  // init key stats check repair gc
 void AddDataCommands(CLI::App& app, Globals& g, int* rc);  // put cat blobs backup snapshots restore forget
+void AddFsCommands(CLI::App& app, Globals& g, int* rc);    // mount umount snapshot audit
+
+// The reply of the daemon holding the repository to a control verb, or nullopt
+// when no daemon listens (the caller then works offline).
+std::optional<nlohmann::json> AskDaemon(const Globals& g, const nlohmann::json& req);
 
 }  // namespace coffer
 

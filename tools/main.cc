@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
                  "seconds to wait for another writer to finish (default 0: fail at once)");
   coffer::AddRepoCommands(app, g, &rc);
   coffer::AddDataCommands(app, g, &rc);
+  coffer::AddFsCommands(app, g, &rc);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

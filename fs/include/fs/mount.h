@@ -1,0 +1,47 @@
+// The coffer FUSE daemon: the one process that opens a repository and holds its
+// key while the store is mounted. docs/fs.md describes the tree it presents.
+#ifndef COFFER_FS_MOUNT_H_
+#define COFFER_FS_MOUNT_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "chunkstore/status.h"
+#include "chunkstore/store.h"
+
+namespace cofferfs {
+
+struct MountOptions {
+  std::string mountpoint;
+  bool foreground = true;           // false: detach once mounted (mount.coffer, fstab)
+  uint64_t idle_timeout_ms = 0;     // 0: never; else unmount after no access this long
+  std::string audit_log;            // JSON-lines audit log; empty: none
+  std::string control_socket;       // empty: <repo>/daemon.sock
+  bool allow_other = false;         // let users other than the mounter in
+  int threads = 8;                  // FUSE worker threads
+  uint32_t commit_interval_ms = 200;  // heads changed by close() are saved this soon
+  // Called once the mount is live (tests and `coffer serve` wait for it).
+  std::function<void()> on_mounted;
+};
+
+// Mounts `repo` and serves requests until unmounted (umount, SIGINT/SIGTERM, idle
+// timeout). Saves every head before returning. Takes ownership of the repository;
+// the key leaves memory when this returns.
+chunkstore::Status RunMount(std::unique_ptr<chunkstore::Repository> repo, const MountOptions& opts);
+
+// The path of the control socket of a repository directory.
+std::string ControlSocketPath(const std::string& repo_dir);
+
+// Sends one request to a running daemon's control socket and returns its JSON
+// reply. Unavailable when no daemon listens.
+chunkstore::Result<std::string> ControlRequest(const std::string& socket_path,
+                                               const std::string& json_request);
+
+// Checks the hash chain of an audit log; Corruption names the first bad line.
+chunkstore::Status VerifyAuditLog(const std::string& path, size_t* lines);
+
+}  // namespace cofferfs
+
+#endif  // COFFER_FS_MOUNT_H_
