@@ -1,5 +1,7 @@
 #include "cli_util.h"
 
+#include "fs/mount.h"
+
 #include <fcntl.h>
 #include <termios.h>
 #include <unistd.h>
@@ -29,6 +31,18 @@ int FailMsg(const Globals& g, const std::string& msg, int code) {
   std::fprintf(stderr, "coffer: %s\n", msg.c_str());
   if (g.json) PrintJson({{"error", msg}, {"exit_code", code}});
   return code;
+}
+
+void Audit(const Globals& g, const std::string& event,
+           const std::map<std::string, std::string>& fields) {
+  std::string path = g.audit_log;
+  if (path.empty())
+    if (const char* env = std::getenv("COFFER_AUDIT_LOG"); env) path = env;
+  if (path.empty()) return;
+  auto f = fields;
+  if (auto dir = RepoDir(g); dir.ok()) f.emplace("repository", *dir);
+  Status st = cofferfs::AppendAudit(path, event, f);
+  if (!st.ok()) std::fprintf(stderr, "coffer: %s\n", st.message().c_str());
 }
 
 void PrintJson(const nlohmann::json& j) { std::cout << j.dump() << std::endl; }

@@ -5,6 +5,7 @@
 #ifndef COFFER_TOOLS_CLI_UTIL_H_
 #define COFFER_TOOLS_CLI_UTIL_H_
 
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -22,7 +23,13 @@ struct Globals {
   bool json = false;
   bool quiet = false;
   double lock_wait = 0;         // seconds
+  std::string audit_log;        // --audit-log, else $COFFER_AUDIT_LOG; empty: none
 };
+
+// Appends an event to the audit log, if one is configured; a failure is reported
+// on stderr and does not fail the command it describes.
+void Audit(const Globals& g, const std::string& event,
+           const std::map<std::string, std::string>& fields);
 
 // Prints "coffer: <message>" (and a JSON error object on stdout with --json);
 // returns the exit code for the status.

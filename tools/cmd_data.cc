@@ -151,6 +151,7 @@ int RunForget(Globals& g, const std::string& ref) {
   auto snap = (*repo)->FindSnapshot(ref);
   Status st = snap.ok() ? (*repo)->Forget(ref) : snap.status();
   if (!st.ok()) return Fail(g, st);
+  Audit(g, "forget", {{"snapshot", snap->set + "@" + snap->id}});
   if (g.json) PrintJson({{"forgotten", snap->set + "@" + snap->id}});
   else std::printf("forgot snapshot %s@%s (run `coffer gc` to free its space)\n", snap->set.c_str(), snap->id.c_str());
   return kExitOk;

@@ -49,7 +49,9 @@ int RunMountCmd(Globals& g, const MountArgs& a) {
   cofferfs::MountOptions o;
   o.mountpoint = a.mountpoint;
   o.allow_other = a.allow_other;
-  o.audit_log = a.audit_log;
+  o.audit_log = g.audit_log;
+  if (o.audit_log.empty())
+    if (const char* env = std::getenv("COFFER_AUDIT_LOG"); env) o.audit_log = env;
   if (!a.idle.empty()) {
     auto ms = ParseDuration(a.idle);
     if (!ms.ok()) return Fail(g, ms.status());
@@ -140,6 +142,7 @@ int RunSnapshot(Globals& g, const std::string& set, const std::string& name) {
     j = {{"ok", true}, {"id", info->id}, {"set", info->set}, {"tag", info->tag},
          {"files", info->files}, {"bytes", info->bytes}};
   }
+  if (!reply.ok()) Audit(g, "snapshot", {{"set", set}, {"id", j.value("id", "")}, {"tag", name}});
   if (g.json) PrintJson(j);
   else std::printf("snapshot %s@%s saved\n", set.c_str(), j.value("id", "").c_str());
   return kExitOk;
@@ -173,7 +176,6 @@ void AddFsCommands(CLI::App& app, Globals& g, int* rc) {
   mount->add_option("mountpoint", a->mountpoint, "an existing directory")->required();
   mount->add_flag("-f,--foreground", a->foreground, "stay in the foreground");
   mount->add_option("--idle-timeout", a->idle, "unmount after no access this long (e.g. 10m)");
-  mount->add_option("--audit-log", a->audit_log, "append audit events (JSON lines) to this file");
   mount->add_flag("--allow-other", a->allow_other, "let other users in (modes are enforced)");
   mount->callback([&g, a, rc] { *rc = RunMountCmd(g, *a); });
 

@@ -54,6 +54,7 @@ int RunInit(Globals& g, const InitArgs& a) {
     if (generated) unlink(g.key_file.c_str());
     return Fail(g, st);
   }
+  Audit(g, "init", {{"label", label}});
   if (g.json)
     PrintJson({{"repository", *dir}, {"key_file_generated", generated ? g.key_file : ""}});
   else
@@ -104,6 +105,7 @@ int RunKeyAdd(Globals& g, const KeyArgs& a) {
   if (!fresh.ok()) return Fail(g, fresh.status());
   auto slot = Repository::AddKey(*dir, *secret, *fresh, label, a.cost);
   if (!slot.ok()) return Fail(g, slot.status());
+  Audit(g, "key-add", {{"slot", std::to_string(*slot)}, {"label", label}});
   if (g.json) PrintJson({{"slot", *slot}, {"label", label}});
   else std::printf("added key in slot %d (%s)\n", *slot, label.c_str());
   return kExitOk;
@@ -116,6 +118,7 @@ int RunKeyRemove(Globals& g, const KeyArgs& a) {
   if (!secret.ok()) return Fail(g, secret.status());
   Status st = Repository::RemoveKey(*dir, *secret, a.slot);
   if (!st.ok()) return Fail(g, st);
+  Audit(g, "key-remove", {{"slot", std::to_string(a.slot)}});
   if (g.json) PrintJson({{"removed_slot", a.slot}});
   else std::printf("removed keyslot %d\n", a.slot);
   return kExitOk;
@@ -141,6 +144,7 @@ int RunHeader(Globals& g, const KeyArgs& a, bool restore) {
   Status st = restore ? Repository::RestoreHeader(*dir, a.file)
                       : Repository::ExportHeader(*dir, a.file);
   if (!st.ok()) return Fail(g, st);
+  Audit(g, restore ? "key-restore-header" : "key-export-header", {{"file", a.file}});
   if (g.json) PrintJson({{restore ? "restored_from" : "exported_to", a.file}});
   else std::printf("%s %s\n", restore ? "restored the key header from" : "wrote the key header to",
                    a.file.c_str());
@@ -261,6 +265,8 @@ int RunGc(Globals& g) {
   auto r = (*repo)->Gc(bar.Fn());
   bar.Finish();
   if (!r.ok()) return Fail(g, r.status());
+  Audit(g, "gc", {{"packs_deleted", std::to_string(r->packs_deleted)},
+                  {"bytes_freed", std::to_string(r->bytes_freed)}});
   if (g.json)
     PrintJson({{"live_chunks", r->live_chunks}, {"dead_chunks", r->dead_chunks},
                {"packs_deleted", r->packs_deleted}, {"packs_repacked", r->packs_repacked},

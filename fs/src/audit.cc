@@ -99,6 +99,12 @@ chunkstore::Status AuditLog::Verify(const std::string& path, size_t* lines) {
   return chunkstore::Status::OK();
 }
 
+chunkstore::Status AppendAudit(const std::string& path, const std::string& event,
+                               const std::map<std::string, std::string>& fields) {
+  ASSIGN_OR_RETURN(auto log, AuditLog::Open(path));
+  return log->Record(event, fields);
+}
+
 chunkstore::Status VerifyAuditLog(const std::string& path, size_t* lines) {
   return AuditLog::Verify(path, lines);
 }

@@ -471,7 +471,10 @@ void Fs::Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fus
       return (void)fuse_reply_buf(req, s.data() + (k ? off : 0), k);
     }
     case Kind::kTree: {
-      std::lock_guard<std::mutex> l(n->tree->mu());
+      // Snapshot trees never change after loading: read them without the lock so
+      // concurrent readers (kernel read-ahead, parallel tar) overlap.
+      std::unique_lock<std::mutex> l(n->tree->mu(), std::defer_lock);
+      if (!n->tree->read_only()) l.lock();
       got = n->tree->Read(*n->inode, static_cast<uint64_t>(off), size, buf.data());
       break;
     }

@@ -83,6 +83,7 @@ class FsTree {
 
   std::shared_ptr<TreeInode> NewInode(EntryType type, uint32_t mode, uint32_t uid, uint32_t gid);
 
+  // REQUIRES mu() held, except on read-only trees (immutable after Load).
   Result<size_t> Read(TreeInode& f, uint64_t off, size_t n, char* buf);
   Status Write(TreeInode& f, uint64_t off, std::string_view data);
   Status Truncate(TreeInode& f, uint64_t size);

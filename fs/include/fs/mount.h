@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -38,6 +39,10 @@ std::string ControlSocketPath(const std::string& repo_dir);
 // reply. Unavailable when no daemon listens.
 chunkstore::Result<std::string> ControlRequest(const std::string& socket_path,
                                                const std::string& json_request);
+
+// Appends one event to the audit log at `path` (see docs/fs.md).
+chunkstore::Status AppendAudit(const std::string& path, const std::string& event,
+                               const std::map<std::string, std::string>& fields);
 
 // Checks the hash chain of an audit log; Corruption names the first bad line.
 chunkstore::Status VerifyAuditLog(const std::string& path, size_t* lines);
