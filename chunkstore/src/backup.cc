@@ -11,6 +11,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <deque>
 #include <map>
 #include <set>
 #include <unordered_map>
@@ -18,6 +21,7 @@
 #include "coding.h"
 #include "repo_impl.h"
 #include "tree_sink.h"
+#include "worker_pool.h"
 
 namespace chunkstore {
 namespace {
@@ -69,9 +73,15 @@ class BackupRun {
       TreeEntry e;
       RETURN_IF_ERROR(ReadEntryMetadata(abs.substr(0, pos), &e));
       e.path = rel;
-      RETURN_IF_ERROR(tree_.Add(e));
+      RETURN_IF_ERROR(Emit(std::move(e)));
     }
     return Status::OK();
+  }
+
+  // Waits for every file still being read and adds the remaining entries.
+  Status Finish() {
+    RETURN_IF_ERROR(Drain(0));
+    return tree_.Finish();
   }
 
   Status Walk(const std::string& abs, const std::string& rel) {
@@ -81,15 +91,16 @@ class BackupRun {
     RETURN_IF_ERROR(st);
     e.path = rel;
     if (e.type == EntryType::kDir) return WalkDir(abs, std::move(e));
-    if (e.type == EntryType::kFile) RETURN_IF_ERROR(File(abs, &e));
-    return tree_.Add(e);
+    if (e.type == EntryType::kFile) return File(abs, std::move(e));
+    return Emit(std::move(e));
   }
 
  private:
   Status WalkDir(const std::string& abs, TreeEntry e) {
     if (!emitted_dirs_.insert(e.path).second) return Status::OK();  // given twice
     ++info.dirs;
-    RETURN_IF_ERROR(tree_.Add(e));
+    std::string path = e.path;
+    RETURN_IF_ERROR(Emit(std::move(e)));
     DIR* d = opendir(abs.c_str());
     if (d == nullptr) return Status::FromErrno("open directory `" + abs + "`", errno);
     std::vector<std::string> names;
@@ -99,33 +110,58 @@ class BackupRun {
     }
     closedir(d);
     std::sort(names.begin(), names.end());
-    for (const std::string& n : names) RETURN_IF_ERROR(Walk(abs + "/" + n, e.path + "/" + n));
+    for (const std::string& n : names) RETURN_IF_ERROR(Walk(abs + "/" + n, path + "/" + n));
     return Status::OK();
   }
 
-  Status File(const std::string& abs, TreeEntry* e) {
+  Status File(const std::string& abs, TreeEntry e) {
     struct stat st;
     if (lstat(abs.c_str(), &st) == 0 && st.st_nlink > 1) {
-      auto [it, first] = links_.try_emplace({e->dev, e->inode}, e->path);
+      auto [it, first] = links_.try_emplace({e.dev, e.inode}, e.path);
       if (!first) {
-        e->type = EntryType::kHardlink;
-        e->link = it->second;
-        return Status::OK();
+        e.type = EntryType::kHardlink;
+        e.link = it->second;
+        return Emit(std::move(e));
       }
     }
     ++info.files;
-    info.bytes += e->size;
+    info.bytes += e.size;
     Report(abs);
-    auto p = parent.find(e->path);
-    if (p != parent.end() && p->second.first.inode == e->inode &&
-        p->second.first.size == e->size && p->second.first.mtime == e->mtime_ns &&
-        p->second.first.ctime == e->ctime_ns) {
-      e->chunks = p->second.second;
-      done_bytes_ += e->size;
-      return Status::OK();
+    auto p = parent.find(e.path);
+    if (p != parent.end() && p->second.first.inode == e.inode &&
+        p->second.first.size == e.size && p->second.first.mtime == e.mtime_ns &&
+        p->second.first.ctime == e.ctime_ns) {
+      e.chunks = p->second.second;
+      done_bytes_ += e.size;
+      return Emit(std::move(e));
     }
     ++info.files_read;
-    return ReadContent(abs, e);
+    // Read and chunk on the pool; the entry waits in the queue, in order.
+    auto entry = std::make_shared<TreeEntry>(std::move(e));
+    auto fut = pool_.Submit([this, abs, entry] { return ReadContent(abs, entry.get()); });
+    queue_.push_back({entry, std::move(fut)});
+    return Drain(kMaxQueued);
+  }
+
+  Status Emit(TreeEntry e) {
+    queue_.push_back({std::make_shared<TreeEntry>(std::move(e)), {}});
+    return Drain(kMaxQueued);
+  }
+
+  // Adds queued entries to the tree, in order, while the front one is complete or
+  // more than `keep` are queued.
+  Status Drain(size_t keep) {
+    while (!queue_.empty()) {
+      Queued& q = queue_.front();
+      if (q.content.valid()) {
+        bool ready = q.content.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
+        if (!ready && queue_.size() <= keep) return Status::OK();
+        RETURN_IF_ERROR(q.content.get());
+      }
+      RETURN_IF_ERROR(tree_.Add(*q.entry));
+      queue_.pop_front();
+    }
+    return Status::OK();
   }
 
   Status ReadContent(const std::string& abs, TreeEntry* e) {
@@ -142,7 +178,7 @@ class BackupRun {
       ASSIGN_OR_RETURN(ChunkRef ref, w_->Add(RecordKind::kData, c));
       e->chunks.push_back(ref);
       total += c.size();
-      done_bytes_ += c.size();
+      done_bytes_ += c.size();  // atomic: several files are read at once
       return Status::OK();
     }));
     // A file that changed size while being read is stored as read; its entry
@@ -157,13 +193,22 @@ class BackupRun {
     progress_(p);
   }
 
+  struct Queued {
+    std::shared_ptr<TreeEntry> entry;
+    std::future<Status> content;  // valid while the file is being read
+  };
+  static constexpr size_t kMaxQueued = 256;
+  static constexpr int kReaders = 4;  // more than the cores: reads of a cold tree wait on the disk
+
   const FastCdc* cdc_;
   ChunkWriter* w_;
   TreeSink tree_;
   ProgressFn progress_;
-  uint64_t done_bytes_ = 0;
+  std::atomic<uint64_t> done_bytes_{0};
+  std::deque<Queued> queue_;
   std::set<std::string> emitted_dirs_;
   std::map<std::pair<uint64_t, uint64_t>, std::string> links_;
+  WorkerPool pool_{kReaders};  // last: destroyed (joined) first, while the rest is alive
 };
 
 Result<std::string> Absolute(const std::string& p) {
@@ -214,7 +259,7 @@ Result<SnapshotInfo> RepositoryImpl::Backup(const std::vector<std::string>& path
     RETURN_IF_ERROR(run.AddParents(a));
     RETURN_IF_ERROR(run.Walk(a, a.substr(1)));
   }
-  RETURN_IF_ERROR(run.tree().Finish());
+  RETURN_IF_ERROR(run.Finish());
   RETURN_IF_ERROR(writer_->Flush());  // every chunk durable and indexed before the root
   uint8_t id[8];
   RandomBytes(id, sizeof id);

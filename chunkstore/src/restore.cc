@@ -10,9 +10,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <deque>
+#include <future>
 #include <unordered_set>
 
 #include "repo_impl.h"
+#include "worker_pool.h"
 
 namespace chunkstore {
 namespace {
@@ -37,6 +41,28 @@ Status WriteAll(int fd, const std::string& data, uint64_t off, const std::string
   return Status::OK();
 }
 
+// Writes one file's content through `fd` (closing it), then its metadata.
+Status WriteFile(Repository* repo, int fd, const std::string& path, const TreeEntry& e,
+                 bool owner, std::atomic<uint64_t>* bytes) {
+  uint64_t off = 0;
+  Status s;
+  std::string chunk;
+  for (const ChunkRef& c : e.chunks) {
+    chunk.clear();
+    s = repo->ReadChunk(c.id, &chunk).Annotate("restore `" + path + "`");
+    if (!s.ok()) break;
+    if (!AllZero(chunk)) s = WriteAll(fd, chunk, off, path);
+    if (!s.ok()) break;
+    off += chunk.size();
+    *bytes += chunk.size();
+  }
+  if (s.ok() && ftruncate(fd, static_cast<off_t>(off)) != 0)
+    s = Status::FromErrno("truncate `" + path + "`", errno);
+  if (close(fd) != 0 && s.ok()) s = Status::FromErrno("close `" + path + "`", errno);
+  RETURN_IF_ERROR(s);
+  return ApplyMetadata(path, e, owner);
+}
+
 }  // namespace
 
 Status RepositoryImpl::Restore(std::string_view ref, const std::string& target,
@@ -47,7 +73,22 @@ Status RepositoryImpl::Restore(std::string_view ref, const std::string& target,
   bool owner = opts.restore_owner && geteuid() == 0;
   std::vector<TreeEntry> dirs;
   Progress p{"restore", 0, root.info.files, 0, root.info.bytes};
-  std::string chunk;
+  // Entries are created in order on this thread; file contents are written on
+  // the pool, several at once (reads, decompression and writes overlap).
+  std::atomic<uint64_t> bytes{0};
+  std::deque<std::future<Status>> writes;
+  WorkerPool pool(4);
+  auto drain = [&](size_t keep) -> Status {
+    while (writes.size() > keep) {
+      Status s = writes.front().get();
+      writes.pop_front();
+      RETURN_IF_ERROR(s);
+      ++p.items_done;
+    }
+    p.bytes_done = bytes;
+    if (progress) progress(p);
+    return Status::OK();
+  };
   // Every entry's parent must be a directory this restore created: a tree that
   // puts an entry under a symlink (possible only with the key) cannot steer the
   // restore outside the target.
@@ -76,32 +117,21 @@ Status RepositoryImpl::Restore(std::string_view ref, const std::string& target,
       case EntryType::kFile: {
         int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (fd < 0) return Status::FromErrno("create `" + path + "`", errno);
-        uint64_t off = 0;
-        Status s;
-        for (const ChunkRef& c : e.chunks) {
-          chunk.clear();
-          s = reader_->Read(c.id, &chunk).Annotate("restore `" + path + "`");
-          if (!s.ok()) break;
-          if (!AllZero(chunk)) s = WriteAll(fd, chunk, off, path);
-          if (!s.ok()) break;
-          off += chunk.size();
-          p.bytes_done += chunk.size();
-        }
-        if (s.ok() && ftruncate(fd, static_cast<off_t>(off)) != 0)
-          s = Status::FromErrno("truncate `" + path + "`", errno);
-        if (close(fd) != 0 && s.ok()) s = Status::FromErrno("close `" + path + "`", errno);
-        RETURN_IF_ERROR(s);
-        ++p.items_done;
-        p.current = e.path;
-        if (progress) progress(p);
-        return ApplyMetadata(path, e, owner);
+        auto entry = std::make_shared<TreeEntry>(std::move(e));
+        writes.push_back(pool.Submit([this, fd, path, entry, owner, &bytes] {
+          return WriteFile(this, fd, path, *entry, owner, &bytes);
+        }));
+        p.current = entry->path;
+        return drain(64);
       }
       default:
         RETURN_IF_ERROR(CreateSpecial(path, e));
         return ApplyMetadata(path, e, owner);
     }
   });
+  Status done = drain(0);
   RETURN_IF_ERROR(st);
+  RETURN_IF_ERROR(done);
   for (auto it = dirs.rbegin(); it != dirs.rend(); ++it)
     RETURN_IF_ERROR(ApplyMetadata(target + "/" + it->path, *it, owner));
   return Status::OK();
