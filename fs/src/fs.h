@@ -5,6 +5,9 @@
 //                                       /blobs/sha256/<hex> checks the sha256
 //   /backups/<set>/current/             writable head (FsTree), saved to the repo
 //   /backups/<set>/snapshots/<name>/    read-only snapshots (FsTree, read_only)
+//   /repos/                             writable tree for the registry's manifests
+//                                       and tags (the head of the internal set
+//                                       "@registry", which no user set can name)
 //   /.coffer/stats                      JSON statistics
 //
 // Every operation replies exactly once (fuse_reply_*), from the thread that got
@@ -31,6 +34,9 @@
 namespace cofferfs {
 
 class AuditLog;
+
+// The set whose head is /repos ('@' is not allowed in user set names).
+inline constexpr char kRegistrySet[] = "@registry";
 
 struct Upload {
   std::mutex mu;  // guards everything below

@@ -158,11 +158,13 @@ void Fs::ReplyEntry(fuse_req_t req, const std::shared_ptr<Node>& n) {
 chunkstore::Result<std::vector<std::string>> Fs::ListSets() {
   std::set<std::string> sets;
   ASSIGN_OR_RETURN(auto heads, repo_->ListHeads());
-  sets.insert(heads.begin(), heads.end());
+  for (const std::string& h : heads)
+    if (h != kRegistrySet) sets.insert(h);
   ASSIGN_OR_RETURN(auto snaps, repo_->ListSnapshots(""));
   for (const auto& s : snaps) sets.insert(s.set);
   std::lock_guard<std::mutex> l(mu_);
-  for (const auto& [name, t] : heads_) sets.insert(name);
+  for (const auto& [name, t] : heads_)
+    if (name != kRegistrySet) sets.insert(name);
   return std::vector<std::string>(sets.begin(), sets.end());
 }
 
@@ -241,6 +243,14 @@ std::shared_ptr<Node> Fs::Child(const std::shared_ptr<Node>& dir, const std::str
       if (name == "blobs") return Get(kBlobsIno);
       if (name == "uploads") return Get(kUploadsIno);
       if (name == "backups") return Get(kBackupsIno);
+      if (name == "repos") {  // the registry's manifests and tags: an internal head
+        auto t = HeadTree(kRegistrySet, true);
+        if (!t.ok()) {
+          *err = Errno(t.status());
+          return nullptr;
+        }
+        return TreeNode(*t, (*t)->root());
+      }
       if (name == ".coffer") return Get(kMetaIno);
       return nullptr;
     case Kind::kBlobsDir: return name == "sha256" ? Get(kShaIno) : nullptr;
@@ -360,6 +370,7 @@ void Fs::Opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
       add("blobs", kBlobsIno, S_IFDIR);
       add("uploads", kUploadsIno, S_IFDIR);
       add("backups", kBackupsIno, S_IFDIR);
+      add("repos", 0, S_IFDIR);
       add(".coffer", kMetaIno, S_IFDIR);
       break;
     case Kind::kBlobsDir: add("sha256", kShaIno, S_IFDIR); break;
