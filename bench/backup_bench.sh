@@ -25,6 +25,10 @@
 # notes); progress and per-tool failures on stderr. Each tool's failure is reported
 # and does not stop the other tools. Tool output goes to WORK/logs/.
 #
+# coffer runs from a copy of $COFFER taken at the start (WORK/bin/coffer), so a
+# rebuild during the run cannot mix two builds. The load average at start and end is
+# reported: other work on the machine skews every tool's timings.
+#
 # Needs root (drop_caches; restoring owners and device nodes; building the corpus).
 set -euo pipefail
 
@@ -118,18 +122,34 @@ fadd() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a + b }'; }
 fdiv() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "nan"; else printf "%.6f", a / b }'; }
 bytes() { du -sb "$1" | cut -f1; }
 
+# children_cpu FILE: set CHILD_CPU to the CPU seconds (user + sys) used so far by this
+# shell's waited-for children: the second line of the `times` builtin, e.g.
+# "0m1.234s 0m0.567s". `times` must run in this shell (not in a pipe or $(...)),
+# hence the file.
+CHILD_CPU=0
+children_cpu() {
+  times >"$1"
+  CHILD_CPU=$(awk 'NR == 2 { s = 0; for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); s += a[1] * 60 + a[2] }
+                           printf "%.3f", s }' "$1")
+}
+
 # timed LOG CMD...: drop caches, run CMD (with a time limit) appending its output to
-# LOG, and set ELAPSED to the wall seconds. Returns CMD's exit status.
-ELAPSED=0
+# LOG, and set ELAPSED to the wall seconds and CPU to the CPU seconds (user + sys) of
+# CMD and its children. Returns CMD's exit status. The CPU time does not depend on
+# other work on the machine the way the wall time does.
+ELAPSED=0 CPU=0
 timed() {
-  local logf=$1 t0 t1 rc=0; shift
+  local logf=$1 t0 t1 c0 c1 rc=0; shift
   drop_caches
   printf '\n$ %s\n' "$*" >>"$logf"
+  children_cpu "$logf.times"; c0=$CHILD_CPU
   t0=$(now)
   timeout "$TIMEOUT" "$@" >>"$logf" 2>&1 || rc=$?
   t1=$(now)
+  children_cpu "$logf.times"; c1=$CHILD_CPU
   ELAPSED=$(fsub "$t1" "$t0")
-  printf '# exit %d after %s s\n' "$rc" "$ELAPSED" >>"$logf"
+  CPU=$(fsub "$c1" "$c0")
+  printf '# exit %d after %s s wall, %s s CPU\n' "$rc" "$ELAPSED" "$CPU" >>"$logf"
   if ((rc != 0)); then
     ((rc == 124)) && log "  timed out after $TIMEOUT s: $*"
     return "$rc"
@@ -187,7 +207,7 @@ casync_restored_root() { echo "$2"; }         # the tree's contents go straight 
 
 tool_version() {
   case $1 in
-    coffer) echo "$("$COFFER" --version 2>&1 | head -n1) ($COFFER, sha256 ${COFFER_SHA:0:12})" ;;
+    coffer) echo "$("$COFFER" --version 2>&1 | head -n1) (copy of $COFFER_ORIG, sha256 ${COFFER_SHA:0:12})" ;;
     restic) restic version 2>&1 | head -n1 ;;
     borg) borg --version 2>&1 | head -n1 ;;
     casync) casync --version 2>&1 | head -n1 ;;
@@ -217,14 +237,15 @@ run_tool() {
   "${tool}_init" >>"$LOG" 2>&1 || { log "$tool: init failed"; return 1; }
 
   # 1. ingest: the trees one after the other; sum of the command times
-  local n total=0 src_bytes=0
+  local n total=0 cpu=0 src_bytes=0
   for n in "${INGEST[@]}"; do
     log "$tool rep $REP: backup $n"
     "${tool}_backup" "$n" "$CORPUS/rootfs/$n" || { log "$tool: backup $n failed"; return 1; }
-    total=$(fadd "$total" "$ELAPSED")
+    total=$(fadd "$total" "$ELAPSED"); cpu=$(fadd "$cpu" "$CPU")
     src_bytes=$((src_bytes + TREE_BYTES[$n]))
   done
   record "$tool" ingest_s "$total"
+  record "$tool" ingest_cpu "$cpu"
   record "$tool" ingest_mbps "$(fdiv "$src_bytes" "$(awk -v s="$total" 'BEGIN { print s * 1e6 }')")"
 
   # 2. repository bytes after the ingest
@@ -237,6 +258,7 @@ run_tool() {
   "${tool}_backup" "$INCR" "$CORPUS/rootfs/$INCR" || { log "$tool: backup $INCR failed"; return 1; }
   after=$(bytes "$R")
   record "$tool" incr_s "$ELAPSED"
+  record "$tool" incr_cpu "$CPU"
   record "$tool" incr_growth "$((after - before))"
 
   # 4. restore the tools snapshot into an empty dir, then verify (untimed)
@@ -245,6 +267,7 @@ run_tool() {
   log "$tool rep $REP: restore $RESTORE"
   "${tool}_restore" "$RESTORE" "$out" || { log "$tool: restore $RESTORE failed"; return 1; }
   record "$tool" restore_s "$ELAPSED"
+  record "$tool" restore_cpu "$CPU"
   record "$tool" restore_mbps "$(fdiv "${TREE_BYTES[$RESTORE]}" "$(awk -v s="$ELAPSED" 'BEGIN { print s * 1e6 }')")"
 
   root=$("${tool}_restored_root" "$RESTORE" "$out" "$src")
@@ -290,12 +313,13 @@ report() {
   local t cpu fs
   cpu=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo)
   fs=$(df --output=fstype "$WORK" | tail -n1 | tr -d ' ')
-  echo "# Backup benchmark: coffer vs restic, borg, casync"
+  echo "# Backup benchmark: $(IFS=,; echo "${TOOL_LIST[*]}" | sed "s/,/, /g")"
   echo
   echo "Run $(date -u '+%Y-%m-%d %H:%M UTC'): \`bench/backup_bench.sh $ARGS_ORIG\`"
   echo
   echo "**Machine:** nproc $(nproc), CPU $cpu, kernel $(uname -r), work dir $WORK on $fs," \
-       "$(awk '/^MemTotal/ { printf "%.1f GiB RAM", $2 / 1048576 }' /proc/meminfo)"
+       "$(awk '/^MemTotal/ { printf "%.1f GiB RAM", $2 / 1048576 }' /proc/meminfo)," \
+       "load average $LOAD_START at start, $LOAD_END at end"
   echo
   echo "**Versions:** $(for t in "${TOOL_LIST[@]}"; do printf '%s; ' "$(tool_version "$t")"; done | sed 's/; $//')"
   echo
@@ -327,9 +351,16 @@ report() {
       "$(fmt %.1f "$(median "$t" restore_mbps)")" "$ok" "$(fmt %.0f "$md")"
   done
   echo
-  echo "Seconds (medians): $(for t in "${TOOL_LIST[@]}"; do
-    printf '%s ingest %s s, restore %s s; ' "$t" "$(fmt %.2f "$(median "$t" ingest_s)")" "$(fmt %.2f "$(median "$t" restore_s)")"
-  done | sed 's/; $//')"
+  echo "Seconds, medians (wall / CPU user+sys of the tool's processes):"
+  echo
+  echo "| tool | ingest wall s | ingest CPU s | incremental wall s | incremental CPU s | restore wall s | restore CPU s |"
+  echo "|---|---:|---:|---:|---:|---:|---:|"
+  for t in "${TOOL_LIST[@]}"; do
+    printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$t" \
+      "$(fmt %.2f "$(median "$t" ingest_s)")" "$(fmt %.2f "$(median "$t" ingest_cpu)")" \
+      "$(fmt %.2f "$(median "$t" incr_s)")" "$(fmt %.2f "$(median "$t" incr_cpu)")" \
+      "$(fmt %.2f "$(median "$t" restore_s)")" "$(fmt %.2f "$(median "$t" restore_cpu)")"
+  done
   echo
   if [[ " ${TOOL_LIST[*]} " == *" coffer "* ]] && ((${#TOOL_LIST[@]} > 1)); then
     echo "**Ratios, coffer / peer (medians):** throughput >1x = coffer faster; bytes and seconds <1x = coffer smaller/faster."
@@ -385,9 +416,20 @@ rm -rf "$WORK/logs"; mkdir -p "$WORK/logs"
 RESULTS=$WORK/results.tsv; : >"$RESULTS"
 NOTES=$WORK/notes.md; : >"$NOTES"
 CASYNC_COMPRESSION="see casync --help"
-# the coffer binary may be rebuilt by someone else during a long run: remember it
-coffer_sha() { sha256sum "$COFFER" 2>/dev/null | cut -c1-64; }
-COFFER_SHA=$(coffer_sha)
+# The coffer binary may be rebuilt by someone else during a long run: run a private
+# copy of it, so every repetition measures the same build.
+coffer_sha() { sha256sum "$1" 2>/dev/null | cut -c1-64; }
+COFFER_ORIG=$COFFER
+if [[ " ${TOOL_LIST[*]} " == *" coffer "* && -x $COFFER ]]; then
+  mkdir -p "$WORK/bin"; cp "$COFFER" "$WORK/bin/coffer.tmp"; mv "$WORK/bin/coffer.tmp" "$WORK/bin/coffer"
+  COFFER=$WORK/bin/coffer
+fi
+COFFER_SHA=$(coffer_sha "$COFFER")
+# other work on the machine skews the timings: record the load average
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+if awk -v l="${LOAD_START%% *}" 'BEGIN { exit !(l > 0.5) }'; then
+  log "warning: load average at start is $LOAD_START; timings will be skewed by other work"
+fi
 
 for ((REP = 1; REP <= REPS; REP++)); do
   for t in "${TOOL_LIST[@]}"; do
@@ -437,10 +479,11 @@ for ((REP = 1; REP <= REPS; REP++)); do
   done
 done
 
-if [[ " ${TOOL_LIST[*]} " == *" coffer "* && $(coffer_sha) != "$COFFER_SHA" ]]; then
-  echo "- **warning: $COFFER changed during the run** (sha256 ${COFFER_SHA:0:12} at start," \
-       "$(coffer_sha | cut -c1-12) at the end); coffer numbers may mix two builds." >>"$NOTES"
-  log "warning: $COFFER changed during the run"
+if [[ " ${TOOL_LIST[*]} " == *" coffer "* && $(coffer_sha "$COFFER_ORIG") != "$COFFER_SHA" ]]; then
+  echo "- $COFFER_ORIG was rebuilt during the run (now sha256 $(coffer_sha "$COFFER_ORIG" | cut -c1-12));" \
+       "the numbers above are from the copy taken at the start (sha256 ${COFFER_SHA:0:12})." >>"$NOTES"
+  log "note: $COFFER_ORIG changed during the run (the benchmark used its copy from the start)"
 fi
+LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 report
 log "done; raw results in $RESULTS, logs in $WORK/logs"

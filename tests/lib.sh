@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers for the coffer system tests (tests/*_test.sh). Sourced, not run.
 #
 # Every test script takes the coffer binary as $1, works in its own temporary
@@ -15,19 +16,21 @@ for tool in jq python3 sha256sum; do
   command -v "$tool" >/dev/null || { echo "FAIL: the tests need '$tool'" >&2; exit 1; }
 done
 # No ambient configuration may leak into a test.
-unset COFFER_REPO COFFER_PASSPHRASE
+unset COFFER_REPO COFFER_PASSPHRASE COFFER_AUDIT_LOG
 
 TEST_NAME=$(basename "$0" .sh)
 TEST_NAME=${TEST_NAME%_test}
 T=$(mktemp -d "/tmp/coffer-systest-${TEST_NAME}.XXXXXX")
 T=$(realpath "$T")
 _BG_PIDS=()
+_SCRATCH=""
 
 _cleanup() {
   local p
   for p in "${_BG_PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
   wait 2>/dev/null
   rm -rf "$T"
+  [[ -z $_SCRATCH ]] || rm -rf "$_SCRATCH"
 }
 trap _cleanup EXIT
 trap 'exit 130' INT TERM
@@ -39,9 +42,43 @@ fail() {
   exit 1
 }
 
+# fail_later REASON...: records a failure but lets the test go on (for a wrong
+# exit code after work that later steps can still check); pass then fails.
+_LATER=()
+fail_later() {
+  echo "FAIL [$TEST_NAME] (continuing): $*" >&2
+  _LATER+=("$*")
+}
+
 note() { echo "[$TEST_NAME ${SECONDS}s] $*"; }
 
-pass() { echo "PASS [$TEST_NAME] in ${SECONDS}s"; exit 0; }
+pass() {
+  if ((${#_LATER[@]} > 0)); then
+    echo "FAIL [$TEST_NAME]: ${#_LATER[@]} check(s) failed (listed above)" >&2
+    exit 1
+  fi
+  echo "PASS [$TEST_NAME] in ${SECONDS}s"
+  exit 0
+}
+
+# fast_scratch: sets FAST to a directory for large throwaway outputs (restores
+# that are only compared, then deleted): on tmpfs (/dev/shm) when it has room,
+# else under $T. Removed at exit like $T. (Not to be called in $(...): the
+# directory must be known to the exit trap.)
+fast_scratch() {
+  if [[ -z $_SCRATCH ]]; then
+    local avail
+    avail=$(df -Pk /dev/shm 2>/dev/null | awk 'NR == 2 { print $4 }')
+    if [[ -n $avail && -w /dev/shm ]] && ((avail > 2 * 1024 * 1024)); then
+      _SCRATCH=$(mktemp -d "/dev/shm/coffer-systest-${TEST_NAME}.XXXXXX")
+    else
+      _SCRATCH=$T/scratch
+      mkdir -p "$_SCRATCH"
+    fi
+  fi
+  # shellcheck disable=SC2034  # FAST is for the tests
+  FAST=$_SCRATCH
+}
 
 # bg_track PID: killed (-9) at exit if still running.
 bg_track() { _BG_PIDS+=("$1"); }

@@ -168,8 +168,9 @@ void AddDataCommands(CLI::App& app, Globals& g, int* rc) {
   auto ca = std::make_shared<CatArgs>();
   auto* cat = app.add_subcommand("cat", "write a blob (or a range of it) to stdout");
   cat->add_option("digest", ca->digest, "sha256:<hex>")->required();
-  cat->add_option("--offset", ca->offset, "first byte");
-  cat->add_option("--length", ca->length, "number of bytes");
+  cat->add_option("--offset", ca->offset, "first byte")->check(CLI::NonNegativeNumber);
+  cat->add_option("--length", ca->length, "number of bytes (default: to the end)")
+      ->check(CLI::NonNegativeNumber);
   cat->callback([&g, rc, ca] { *rc = RunCat(g, *ca); });
 
   app.add_subcommand("blobs", "list blobs")->callback([&g, rc] { *rc = RunBlobs(g); });

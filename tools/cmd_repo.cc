@@ -294,7 +294,7 @@ void AddRepoCommands(CLI::App& app, Globals& g, int* rc) {
   auto rebuild = std::make_shared<bool>(false);
   auto* repair = app.add_subcommand("repair", "repair the repository");
   repair->add_flag("--rebuild-index", *rebuild, "rebuild the index from the packs")->required();
-  repair->callback([&g, rc] { *rc = RunRepair(g); });
+  repair->callback([&g, rc, rebuild] { *rc = RunRepair(g); });
   app.add_subcommand("gc", "remove chunks nothing references; repack")->callback([&g, rc] {
     *rc = RunGc(g);
   });

@@ -41,9 +41,11 @@ Status WriteAll(int fd, const std::string& data, uint64_t off, const std::string
   return Status::OK();
 }
 
-// Writes one file's content through `fd` (closing it), then its metadata.
-Status WriteFile(Repository* repo, int fd, const std::string& path, const TreeEntry& e,
-                 bool owner, std::atomic<uint64_t>* bytes) {
+// Creates one file, writes its content, then its metadata.
+Status WriteFile(Repository* repo, const std::string& path, const TreeEntry& e, bool owner,
+                 std::atomic<uint64_t>* bytes) {
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) return Status::FromErrno("create `" + path + "`", errno);
   uint64_t off = 0;
   Status s;
   std::string chunk;
@@ -77,6 +79,7 @@ Status RepositoryImpl::Restore(std::string_view ref, const std::string& target,
   // the pool, several at once (reads, decompression and writes overlap).
   std::atomic<uint64_t> bytes{0};
   std::deque<std::future<Status>> writes;
+  std::vector<TreeEntry> links;  // made last: their targets are created on the pool
   WorkerPool pool(4);
   auto drain = [&](size_t keep) -> Status {
     while (writes.size() > keep) {
@@ -106,20 +109,15 @@ Status RepositoryImpl::Restore(std::string_view ref, const std::string& target,
           return Status::FromErrno("create directory `" + path + "`", errno);
         dirs.push_back(std::move(e));
         return Status::OK();
-      case EntryType::kHardlink: {
-        std::string to = target + "/" + e.link;
+      case EntryType::kHardlink:
         if (!IsSafeRelativePath(e.link))
           return Status::Corruption("restore: hardlink `" + e.path + "` has an unsafe target");
-        if (link(to.c_str(), path.c_str()) != 0)
-          return Status::FromErrno("hardlink `" + path + "` to `" + to + "`", errno);
+        links.push_back(std::move(e));
         return Status::OK();
-      }
       case EntryType::kFile: {
-        int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-        if (fd < 0) return Status::FromErrno("create `" + path + "`", errno);
         auto entry = std::make_shared<TreeEntry>(std::move(e));
-        writes.push_back(pool.Submit([this, fd, path, entry, owner, &bytes] {
-          return WriteFile(this, fd, path, *entry, owner, &bytes);
+        writes.push_back(pool.Submit([this, path, entry, owner, &bytes] {
+          return WriteFile(this, path, *entry, owner, &bytes);
         }));
         p.current = entry->path;
         return drain(64);
@@ -132,6 +130,11 @@ Status RepositoryImpl::Restore(std::string_view ref, const std::string& target,
   Status done = drain(0);
   RETURN_IF_ERROR(st);
   RETURN_IF_ERROR(done);
+  for (const TreeEntry& e : links) {
+    std::string path = target + "/" + e.path, to = target + "/" + e.link;
+    if (link(to.c_str(), path.c_str()) != 0)
+      return Status::FromErrno("hardlink `" + path + "` to `" + to + "`", errno);
+  }
   for (auto it = dirs.rbegin(); it != dirs.rend(); ++it)
     RETURN_IF_ERROR(ApplyMetadata(target + "/" + it->path, *it, owner));
   return Status::OK();

@@ -152,7 +152,9 @@ Status ReadEntryMetadata(const std::string& abs_path, TreeEntry* e) {
   e->uid = st.st_uid;
   e->gid = st.st_gid;
   e->mtime_ns = Ns(st.st_mtim);
-  e->atime_ns = Ns(st.st_atim);
+  // atime is not recorded: merely reading a tree would change its next snapshot
+  // (borg made the same choice). Restore leaves atime at the time of restore.
+  e->atime_ns = 0;
   e->ctime_ns = Ns(st.st_ctim);
   e->size = S_ISREG(st.st_mode) ? static_cast<uint64_t>(st.st_size) : 0;
   e->inode = st.st_ino;
@@ -203,6 +205,7 @@ Status ApplyMetadata(const std::string& abs_path, const TreeEntry& e, bool owner
   if (e.type != EntryType::kSymlink && chmod(p, e.mode) != 0)
     return Status::FromErrno("chmod `" + abs_path + "`", errno);
   struct timespec ts[2] = {Ts(e.atime_ns), Ts(e.mtime_ns)};
+  if (e.atime_ns == 0) ts[0].tv_nsec = UTIME_OMIT;
   if (utimensat(AT_FDCWD, p, ts, AT_SYMLINK_NOFOLLOW) != 0)
     return Status::FromErrno("set times of `" + abs_path + "`", errno);
   return Status::OK();
