@@ -3,6 +3,7 @@
 #include "fs/mount.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <openssl/sha.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -54,14 +55,34 @@ chunkstore::Result<std::unique_ptr<AuditLog>> AuditLog::Open(const std::string& 
       if (!line.empty()) last = line;
   }
   if (!last.empty()) prev = HexSha(last);
-  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  int fd = open(path.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
   if (fd < 0) return chunkstore::Status::FromErrno("open audit log `" + path + "`", errno);
   return std::unique_ptr<AuditLog>(new AuditLog(fd, path, prev));
+}
+
+// The hash of the last line of the file at `fd` (64 zeros if empty).
+static std::string TipOf(int fd) {
+  off_t end = lseek(fd, 0, SEEK_END);
+  std::string tail;
+  const off_t kWindow = 64 * 1024;  // audit lines are short
+  off_t start = end > kWindow ? end - kWindow : 0;
+  tail.resize(static_cast<size_t>(end - start));
+  if (pread(fd, tail.data(), tail.size(), start) != static_cast<ssize_t>(tail.size())) return "";
+  while (!tail.empty() && tail.back() == '\n') tail.pop_back();
+  if (tail.empty()) return std::string(64, '0');
+  size_t nl = tail.rfind('\n');
+  return HexSha(nl == std::string::npos ? tail : tail.substr(nl + 1));
 }
 
 chunkstore::Status AuditLog::Record(const std::string& event,
                                     const std::map<std::string, std::string>& fields) {
   std::lock_guard<std::mutex> l(mu_);
+  // Several processes (the daemon, CLI key changes) append to one log: take the
+  // file lock and chain onto the line that is really last.
+  if (flock(fd_, LOCK_EX) != 0)
+    return chunkstore::Status::FromErrno("lock audit log `" + path_ + "`", errno);
+  std::string tip = TipOf(fd_);
+  if (!tip.empty()) prev_ = tip;
   nlohmann::ordered_json j;
   j["time"] = Now();
   j["event"] = event;
@@ -70,8 +91,11 @@ chunkstore::Status AuditLog::Record(const std::string& event,
   j["prev"] = prev_;
   std::string line = j.dump();
   std::string out = line + "\n";
-  if (write(fd_, out.data(), out.size()) != static_cast<ssize_t>(out.size()) || fdatasync(fd_) != 0)
-    return chunkstore::Status::FromErrno("append to audit log `" + path_ + "`", errno);
+  bool ok = write(fd_, out.data(), out.size()) == static_cast<ssize_t>(out.size()) &&
+            fdatasync(fd_) == 0;
+  int err = errno;
+  flock(fd_, LOCK_UN);
+  if (!ok) return chunkstore::Status::FromErrno("append to audit log `" + path_ + "`", err);
   prev_ = HexSha(line);
   return chunkstore::Status::OK();
 }

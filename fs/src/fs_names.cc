@@ -103,6 +103,10 @@ double Fs::Timeout(const Node& n) const {
     case Kind::kRoot:
     case Kind::kBlobsDir:
     case Kind::kMetaDir: return kImmutable;
+    // Resolving these decrypts every head and snapshot root: let the kernel keep
+    // them for a second rather than redo that on every path walk.
+    case Kind::kSetDir:
+    case Kind::kSnapsDir: return 1.0;
     default: return 0.0;  // listings that change under us
   }
 }

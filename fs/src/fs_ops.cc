@@ -5,6 +5,7 @@
 
 #include <cstring>
 
+#include "acl.h"
 #include "audit.h"
 #include "fs.h"
 
@@ -52,7 +53,15 @@ void Fs::TreeCreate(fuse_req_t req, const std::shared_ptr<Node>& parent, const c
     TreeInode& dir = *parent->inode;
     if (dir.type != EntryType::kDir) return (void)fuse_reply_err(req, ENOTDIR);
     if (dir.children.count(name)) return (void)fuse_reply_err(req, EEXIST);
-    n = parent->tree->NewInode(type, mode, ctx->uid, ctx->gid);
+    // With a default ACL on the parent the new entry inherits it and the umask is
+    // ignored; otherwise the umask applies (the kernel leaves both to us:
+    // FUSE_CAP_DONT_MASK and FUSE_CAP_POSIX_ACL).
+    mode_t m = mode & 07777;
+    std::map<std::string, std::string> acls;
+    if (type == EntryType::kSymlink || !AclInherit(dir.xattrs, type == EntryType::kDir, m, &acls, &m))
+      m &= ~(ctx->umask & 0777);
+    n = parent->tree->NewInode(type, m, ctx->uid, ctx->gid);
+    n->xattrs = std::move(acls);
     n->rdev = rdev;
     if (link) n->link = link;
     // A new entry in a setgid directory takes the directory's group, as on ext4.
@@ -282,9 +291,8 @@ void Fs::RenameUpload(fuse_req_t req, const std::shared_ptr<Node>& from, const s
   if (!chunks.ok()) return (void)fuse_reply_err(req, Errno(chunks.status()));
   auto info = repo_->CommitBlob("sha256:" + hex, *chunks);
   if (!info.ok()) {
-    // The stream is finished; keep the upload publishable by re-streaming the
-    // chunks into a fresh writer is not possible without the bytes, so the client
-    // must upload again. Say why.
+    // The stream was finished to commit it, so the upload cannot take more data:
+    // drop it; the client uploads again.
     std::lock_guard<std::mutex> l(mu_);
     uploads_.erase(name);
     return (void)fuse_reply_err(req, Errno(info.status()));
@@ -329,7 +337,10 @@ void Fs::Setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set) 
       if (!st.ok()) return (void)fuse_reply_err(req, Errno(st));
       i.mtime_ns = now;
     }
-    if (to_set & FUSE_SET_ATTR_MODE) i.mode = attr->st_mode & 07777;
+    if (to_set & FUSE_SET_ATTR_MODE) {
+      i.mode = attr->st_mode & 07777;
+      AclChmod(&i.xattrs, i.mode);  // chmod rewrites the ACL's mask, as on ext4
+    }
     if (to_set & FUSE_SET_ATTR_UID) i.uid = attr->st_uid;
     if (to_set & FUSE_SET_ATTR_GID) i.gid = attr->st_gid;
     // chown by anyone but root clears setuid/setgid, as the kernel does on ext4.
@@ -443,7 +454,10 @@ void Fs::Open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
         ++n->inode->writers;
         if (fi->flags & O_TRUNC) {
           Status st = n->tree->Truncate(*n->inode, 0);
-          if (!st.ok()) return (void)fuse_reply_err(req, Errno(st));
+          if (!st.ok()) {
+            --n->inode->writers;
+            return (void)fuse_reply_err(req, Errno(st));
+          }
           n->inode->mtime_ns = n->inode->ctime_ns = NowNs();
           n->tree->MarkDirty();
         }

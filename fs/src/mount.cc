@@ -121,6 +121,10 @@ void Fs::Init(struct fuse_conn_info* conn) {
   conn->max_readahead = 1 << 20;
   conn->time_gran = 1;
   if (conn->capable & FUSE_CAP_ASYNC_READ) conn->want |= FUSE_CAP_ASYNC_READ;
+  // The kernel enforces POSIX ACLs from the system.posix_acl_* xattrs we store
+  // (with default_permissions), as ext4 does.
+  if (conn->capable & FUSE_CAP_POSIX_ACL) conn->want |= FUSE_CAP_POSIX_ACL;
+  if (conn->capable & FUSE_CAP_DONT_MASK) conn->want |= FUSE_CAP_DONT_MASK;
 }
 
 Status RunMount(std::unique_ptr<chunkstore::Repository> repo, const MountOptions& opts) {
