@@ -7,9 +7,11 @@ set -euo pipefail
 BUILD=(build-essential cmake pkg-config git
        libfuse3-dev libcryptsetup-dev libxxhash-dev libzstd-dev librocksdb-dev
        libcurl4-openssl-dev libssl-dev libcli11-dev nlohmann-json3-dev
-       libgtest-dev libgmock-dev libbenchmark-dev)
-RUNTIME=(fuse3 attr acl xxd)
-BENCH=(restic borgbackup casync debootstrap)
+       libgtest-dev libgmock-dev libbenchmark-dev
+       libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev libcrypt-dev)
+RUNTIME=(fuse3 attr acl xxd jq python3 rsync clang-14 libclang-rt-14-dev
+         apache2-utils docker.io skopeo podman)
+BENCH=(restic borgbackup python3-llfuse casync debootstrap)   # python3-llfuse: `borg mount`
 
 want=("${BUILD[@]}" "${RUNTIME[@]}")
 [[ ${COFFER_WITH_BENCH:-0} == 1 ]] && want+=("${BENCH[@]}")
