@@ -281,6 +281,8 @@ int RunGc(Globals& g) {
 
 }  // namespace
 
+int RunInitDefault(Globals& g) { return RunInit(g, InitArgs{}); }
+
 void AddRepoCommands(CLI::App& app, Globals& g, int* rc) {
   AddInit(app, g, rc);
   AddKey(app, g, rc);

@@ -14,6 +14,10 @@ namespace coffer {
 void AddRepoCommands(CLI::App& app, Globals& g, int* rc);  // init key stats check repair gc
 void AddDataCommands(CLI::App& app, Globals& g, int* rc);  // put cat blobs backup snapshots restore forget
 void AddFsCommands(CLI::App& app, Globals& g, int* rc);    // mount umount snapshot audit
+void AddServeCommand(CLI::App& app, Globals& g, int* rc);  // serve
+
+// `coffer init` with default parameters on g.repo (used by serve's embedded default).
+int RunInitDefault(Globals& g);
 
 // The reply of the daemon holding the repository to a control verb, or nullopt
 // when no daemon listens (the caller then works offline).

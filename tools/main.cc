@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   coffer::AddRepoCommands(app, g, &rc);
   coffer::AddDataCommands(app, g, &rc);
   coffer::AddFsCommands(app, g, &rc);
+  coffer::AddServeCommand(app, g, &rc);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

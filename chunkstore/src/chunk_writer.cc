@@ -49,6 +49,48 @@ bool ChunkWriter::ReadPending(const ChunkId& id, std::string* out) {
   return true;
 }
 
+uint64_t ChunkWriter::DiscardPending(const std::function<bool(const ChunkId&)>& keep) {
+  std::lock_guard<std::mutex> l(mu_);
+  // Everything unindexed becomes a retained record (order kept), the pack in
+  // progress is abandoned; the next flush rewrites what is left.
+  while (!inflight_.empty()) {
+    sealed_.push_back(inflight_.front().get());
+    inflight_.pop_front();
+  }
+  AbandonPack();
+  uint64_t dropped = 0;
+  std::vector<Sealed> kept;
+  for (Sealed& s : sealed_) {
+    bool any = false;
+    for (const ChunkRef& c : s.chunks) any = any || keep(c.id);
+    if (any) {
+      kept.push_back(std::move(s));
+      continue;
+    }
+    for (const ChunkRef& c : s.chunks) {
+      pending_.erase(c.id);
+      dropped += c.length;
+    }
+  }
+  sealed_ = std::move(kept);
+  for (Frame& f : frames_) {
+    Frame left;
+    size_t off = 0;
+    for (const ChunkRef& c : f.chunks) {
+      if (keep(c.id)) {
+        left.chunks.push_back(c);
+        left.plain.append(f.plain, off, c.length);
+      } else {
+        pending_.erase(c.id);
+        dropped += c.length;
+      }
+      off += c.length;
+    }
+    f = std::move(left);
+  }
+  return dropped;
+}
+
 uint64_t ChunkWriter::new_bytes() const {
   std::lock_guard<std::mutex> l(mu_);
   return new_bytes_;

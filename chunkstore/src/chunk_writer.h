@@ -16,6 +16,7 @@
 #define CHUNKSTORE_CHUNK_WRITER_H_
 
 #include <deque>
+#include <functional>
 #include <future>
 #include <memory>
 #include <mutex>
@@ -50,6 +51,12 @@ class ChunkWriter {
   bool ReadPending(const ChunkId& id, std::string* out);
 
   uint64_t new_bytes() const;
+
+  // Forgets chunks that were added but are not indexed yet and for which
+  // keep(id) is false; a record is dropped only when none of its chunks is kept.
+  // For a writer stuck on a full disk with data that has since been deleted.
+  // Returns the plaintext bytes dropped.
+  uint64_t DiscardPending(const std::function<bool(const ChunkId&)>& keep);
 
  private:
   struct Frame {

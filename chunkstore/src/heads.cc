@@ -2,6 +2,7 @@
 // that see not-yet-durable chunks, blob commits, and heads (the durable state of
 // a writable tree, saved whole and sealed into snapshots on demand).
 #include <algorithm>
+#include <unordered_set>
 
 #include "repo_impl.h"
 #include "tree_sink.h"
@@ -76,6 +77,12 @@ Status RepositoryImpl::Sync() {
   return writer_->Flush();
 }
 
+uint64_t RepositoryImpl::DiscardPending(const std::vector<ChunkId>& live) {
+  if (writer_ == nullptr) return 0;
+  std::unordered_set<ChunkId, ChunkIdHash> keep(live.begin(), live.end());
+  return writer_->DiscardPending([&](const ChunkId& id) { return keep.count(id) > 0; });
+}
+
 Result<BlobInfo> RepositoryImpl::CommitBlob(std::string_view digest,
                                             const std::vector<ChunkRef>& chunks) {
   RETURN_IF_ERROR(RequireWriter());
@@ -102,7 +109,7 @@ Status RepositoryImpl::SaveHead(std::string_view set,
   root.info.set = std::string(set);
   root.info.time_ns = static_cast<int64_t>(env_->NowMicros()) * 1000;
   RETURN_IF_ERROR(produce([&](const TreeEntry& e) -> Status {
-    if (!IsSafeRelativePath(e.path))
+    if (!(e.path.empty() && e.type == EntryType::kDir) && !IsSafeRelativePath(e.path))
       return Status::InvalidArgument("head " + std::string(set) + ": unsafe path `" + e.path + "`");
     if (e.type == EntryType::kFile) {
       ++root.info.files;

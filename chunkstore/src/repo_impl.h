@@ -90,6 +90,7 @@ class RepositoryImpl : public Repository {
   std::unique_ptr<ContentWriter> NewContentWriter() override;
   Status ReadChunk(const ChunkId& id, std::string* out) override;
   Status Sync() override;
+  uint64_t DiscardPending(const std::vector<ChunkId>& live) override;
   Result<BlobInfo> CommitBlob(std::string_view digest, const std::vector<ChunkRef>& chunks) override;
   Status SaveHead(std::string_view set, const std::function<Status(const EmitFn&)>& produce) override;
   Status LoadHead(std::string_view set, const std::function<Status(TreeEntry&)>& fn) override;

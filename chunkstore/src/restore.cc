@@ -97,6 +97,7 @@ Status RepositoryImpl::Restore(std::string_view ref, const std::string& target,
   // restore outside the target.
   std::unordered_set<std::string> made_dirs = {""};
   Status st = ForEachEntry(root, [&](TreeEntry& e) -> Status {
+    if (e.path.empty()) return Status::OK();  // a head's root: the target itself
     std::string path = target + "/" + e.path;
     size_t slash = e.path.rfind('/');
     if (!made_dirs.count(slash == std::string::npos ? "" : e.path.substr(0, slash)))

@@ -106,7 +106,9 @@ Status DecodeEntry(std::string_view* in, TreeEntry* e) {
   if (t < 1 || t > 8) return bad("unknown type");
   e->type = static_cast<EntryType>(t);
   e->path.assign(path);
-  if (!IsSafeRelativePath(e->path)) return bad("unsafe path");
+  // An empty path names the root directory itself (heads record its metadata).
+  if (!(e->path.empty() && e->type == EntryType::kDir) && !IsSafeRelativePath(e->path))
+    return bad("unsafe path");
   e->mode = static_cast<uint32_t>(mode & 07777);
   e->uid = static_cast<uint32_t>(uid);
   e->gid = static_cast<uint32_t>(gid);

@@ -90,4 +90,20 @@ bool AclInherit(const std::map<std::string, std::string>& parent, bool is_dir, m
   return true;
 }
 
+bool AclSetAccess(const std::string& value, uint32_t* mode, bool* keep) {
+  std::vector<Entry> v;
+  if (!Parse(value, &v)) return false;
+  bool mask = HasMask(v);
+  uint32_t bits = 0;
+  *keep = false;
+  for (const Entry& e : v) {
+    if (e.tag == kUserObj) bits |= (e.perm & 7u) << 6;
+    else if (e.tag == kOther) bits |= e.perm & 7u;
+    else if (e.tag == (mask ? kMask : kGroupObj)) bits |= (e.perm & 7u) << 3;
+    if (e.tag == kUser || e.tag == kGroup || e.tag == kMask) *keep = true;
+  }
+  *mode = (*mode & ~0777u) | bits;
+  return true;
+}
+
 }  // namespace cofferfs

@@ -27,6 +27,12 @@ void AclChmod(std::map<std::string, std::string>* xattrs, mode_t mode);
 bool AclInherit(const std::map<std::string, std::string>& parent, bool is_dir, mode_t mode,
                 std::map<std::string, std::string>* child, mode_t* new_mode);
 
+// Setting the access ACL `value` on an inode: updates the permission bits of
+// `*mode` from it and says whether the xattr must be kept (false when the ACL is
+// only the three base entries, i.e. says no more than the mode). Returns false for
+// a malformed ACL (EINVAL).
+bool AclSetAccess(const std::string& value, uint32_t* mode, bool* keep);
+
 }  // namespace cofferfs
 
 #endif  // COFFER_FS_ACL_H_

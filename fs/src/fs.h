@@ -98,7 +98,8 @@ class Fs {
 
   // Saves every head that changed (or all, with `all`). Called by the commit
   // thread, fsync, snapshot and unmount.
-  chunkstore::Status SaveHeads(bool all);
+  chunkstore::Status SaveHeads(bool all, bool final = false);
+  void Reclaim();
   // Control verbs (the control socket and the CLI use these).
   chunkstore::Result<chunkstore::SnapshotInfo> Snapshot(const std::string& set,
                                                         const std::string& tag);
@@ -119,6 +120,7 @@ class Fs {
   double Timeout(const Node& n) const;
   void Touch();
 
+  chunkstore::Status SaveHeadsOnce(bool all, bool final);
   chunkstore::Result<std::shared_ptr<FsTree>> HeadTree(const std::string& set, bool create);
   chunkstore::Result<std::shared_ptr<FsTree>> SnapshotTree(const std::string& set,
                                                            const std::string& name);

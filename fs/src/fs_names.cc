@@ -214,8 +214,6 @@ chunkstore::Result<std::shared_ptr<FsTree>> Fs::SnapshotTree(const std::string& 
     RETURN_IF_ERROR(t->Load([&](const std::function<Status(chunkstore::TreeEntry&)>& fn) {
       return repo_->ForEachSnapshotEntry(key, fn);
     }));
-    t->root()->mtime_ns = t->root()->ctime_ns = info.time_ns;
-    t->root()->mode = 0555;
   }
   std::lock_guard<std::mutex> l(mu_);
   auto [it, fresh] = snaps_.emplace(key, t);

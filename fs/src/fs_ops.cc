@@ -372,7 +372,22 @@ void Fs::Setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* 
   bool exists = x.count(name);
   if ((flags & XATTR_CREATE) && exists) return (void)fuse_reply_err(req, EEXIST);
   if ((flags & XATTR_REPLACE) && !exists) return (void)fuse_reply_err(req, ENODATA);
-  x[name] = std::string(value, size);
+  std::string v(value, size);
+  if (v.size() > 0 && std::strcmp(name, kAclDefault) == 0 && n->inode->type != EntryType::kDir)
+    return (void)fuse_reply_err(req, EACCES);  // default ACLs exist on directories only
+  if (std::strcmp(name, kAclAccess) == 0) {
+    // As ext4: the ACL sets the mode, and one that says no more than the mode is
+    // not kept (cp and tar rely on this to restore modes).
+    bool keep = true;
+    if (!AclSetAccess(v, &n->inode->mode, &keep)) return (void)fuse_reply_err(req, EINVAL);
+    if (!keep) {
+      x.erase(name);
+      n->inode->ctime_ns = NowNs();
+      n->tree->MarkDirty();
+      return (void)fuse_reply_err(req, 0);
+    }
+  }
+  x[name] = std::move(v);
   n->inode->ctime_ns = NowNs();
   n->tree->MarkDirty();
   fuse_reply_err(req, 0);
@@ -551,16 +566,56 @@ void Fs::Fsync(fuse_req_t req, fuse_ino_t ino) {
   if (!n) return (void)fuse_reply_err(req, ESTALE);
   Status st;
   if (n->kind == Kind::kTree && !n->tree->read_only()) {
-    std::lock_guard<std::mutex> l(n->tree->mu());
-    if (n->inode->type == EntryType::kFile) st = n->tree->Materialize(*n->inode);
-    if (st.ok()) st = n->tree->Save();  // durable before fsync returns
+    auto save = [&] {
+      std::lock_guard<std::mutex> l(n->tree->mu());
+      Status s;
+      if (n->inode->type == EntryType::kFile) s = n->tree->Materialize(*n->inode);
+      return s.ok() ? n->tree->Save() : s;  // durable before fsync returns
+    };
+    st = save();
+    if (st.sys_errno() == ENOSPC) {  // maybe only deleted data is in the way
+      Reclaim();
+      st = save();
+    }
   }
   fuse_reply_err(req, st.ok() ? 0 : Errno(st));
 }
 
 // ---- heads: saving, snapshots, gc -------------------------------------------------------------
 
-Status Fs::SaveHeads(bool all) {
+// Collects every chunk that only memory knows about (heads' files, open streams,
+// uploads). REQUIRES mu_, every head's lock and every upload's lock held.
+static void CollectLive(const TreeInode& n, std::vector<chunkstore::ChunkId>* out);
+
+// After ENOSPC: drop pending chunks nothing references any more (data written and
+// deleted while the disk was full). Stops the world for the moment it takes.
+void Fs::Reclaim() {
+  std::lock_guard<std::mutex> l(mu_);
+  std::vector<std::unique_lock<std::mutex>> held;
+  std::vector<chunkstore::ChunkId> live;
+  for (auto& [name, t] : heads_) {
+    held.emplace_back(t->mu());
+    CollectLive(*t->root(), &live);
+  }
+  for (auto& [name, u] : uploads_) {
+    held.emplace_back(u->mu);
+    for (const ChunkRef& c : u->writer->chunks()) live.push_back(c.id);
+  }
+  uint64_t dropped = repo_->DiscardPending(live);
+  if (dropped) fprintf(stderr, "coffer: disk full: dropped %llu bytes of deleted, unsaved data\n",
+                       (unsigned long long)dropped);
+}
+
+Status Fs::SaveHeads(bool all, bool final) {
+  Status st = SaveHeadsOnce(all, final);
+  if (st.sys_errno() == ENOSPC) {
+    Reclaim();
+    st = SaveHeadsOnce(all, final);
+  }
+  return st;
+}
+
+Status Fs::SaveHeadsOnce(bool all, bool final) {
   std::vector<std::shared_ptr<FsTree>> trees;
   {
     std::lock_guard<std::mutex> l(mu_);
@@ -570,7 +625,7 @@ Status Fs::SaveHeads(bool all) {
   for (const auto& t : trees) {
     std::lock_guard<std::mutex> l(t->mu());
     if (!all && !t->dirty()) continue;
-    Status st = t->Save();
+    Status st = t->Save(final);
     if (!st.ok() && first.ok()) first = st.Annotate("save head of set " + t->set());
   }
   return first;
@@ -587,7 +642,7 @@ Result<chunkstore::SnapshotInfo> Fs::Snapshot(const std::string& set, const std:
   return info;
 }
 
-static void CollectLive(const TreeInode& n, std::vector<chunkstore::ChunkId>* out) {
+void CollectLive(const TreeInode& n, std::vector<chunkstore::ChunkId>* out) {
   for (const ChunkRef& c : n.data.chunks) out->push_back(c.id);
   if (n.data.stream)
     for (const ChunkRef& c : n.data.stream->chunks()) out->push_back(c.id);

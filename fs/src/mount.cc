@@ -142,7 +142,7 @@ Status RunMount(std::unique_ptr<chunkstore::Repository> repo, const MountOptions
   struct fuse_args args = FUSE_ARGS_INIT(3, const_cast<char**>(argv));
   struct fuse_session* se = fuse_session_new(&args, &kOps, sizeof kOps, &fs);
   if (se == nullptr) return Status::IOError("create FUSE session (see the message above)");
-  if (fuse_set_signal_handlers(se) != 0) {
+  if (opts.handle_signals && fuse_set_signal_handlers(se) != 0) {
     fuse_session_destroy(se);
     return Status::IOError("install signal handlers");
   }
@@ -160,7 +160,7 @@ Status RunMount(std::unique_ptr<chunkstore::Repository> repo, const MountOptions
   std::mutex mu;
   std::condition_variable cv;
   bool stop = false;
-  std::atomic<bool> idle_exit{false};
+  std::atomic<bool> idle_exit{false}, stop_exit{false};
   // Heads changed by close() are saved within commit_interval_ms; fsync saves at once.
   std::thread committer([&] {
     std::unique_lock<std::mutex> l(mu);
@@ -168,36 +168,42 @@ Status RunMount(std::unique_ptr<chunkstore::Repository> repo, const MountOptions
       l.unlock();
       Status s = fs.SaveHeads(false);
       if (!s.ok()) fprintf(stderr, "coffer: %s\n", s.ToString().c_str());
-      if (opts.idle_timeout_ms && fs.open_files() == 0 &&
-          NowNs() - fs.last_access_ns() > int64_t(opts.idle_timeout_ms) * 1000000 && !idle_exit) {
-        idle_exit = true;
+      bool idle = opts.idle_timeout_ms && fs.open_files() == 0 &&
+                  NowNs() - fs.last_access_ns() > int64_t(opts.idle_timeout_ms) * 1000000;
+      bool asked = opts.stop != nullptr && opts.stop->load();
+      if ((idle || asked) && !idle_exit && !stop_exit) {
+        (asked ? stop_exit : idle_exit) = true;
         fuse_session_exit(se);
         umount2(opts.mountpoint.c_str(), MNT_DETACH);  // wakes the workers blocked in read
       }
       l.lock();
     }
   });
-  if (opts.on_mounted) opts.on_mounted();
+  // on_mounted may use the mount (the registry stats it): run it beside the loop,
+  // which must be serving by then.
+  std::thread announcer;
+  if (opts.on_mounted) announcer = std::thread(opts.on_mounted);
 
   struct fuse_loop_config* cfg = fuse_loop_cfg_create();
   fuse_loop_cfg_set_max_threads(cfg, static_cast<unsigned>(opts.threads));
   int rc = fuse_session_loop_mt(se, cfg);
   fuse_loop_cfg_destroy(cfg);
 
+  if (announcer.joinable()) announcer.join();
   {
     std::lock_guard<std::mutex> l(mu);
     stop = true;
   }
   cv.notify_all();
   committer.join();
-  Status saved = fs.SaveHeads(true);
+  Status saved = fs.SaveHeads(true, /*final=*/true);
   control.Stop();
   if (audit) audit->Note("unmount", {{"mountpoint", opts.mountpoint}, {"reason", idle_exit ? "idle" : "request"}});
-  fuse_remove_signal_handlers(se);
+  if (opts.handle_signals) fuse_remove_signal_handlers(se);
   fuse_session_unmount(se);
   fuse_session_destroy(se);
   if (!saved.ok()) return saved;
-  if (rc != 0 && !idle_exit && rc != SIGINT && rc != SIGTERM && rc != SIGHUP)
+  if (rc != 0 && !idle_exit && !stop_exit && rc != SIGINT && rc != SIGTERM && rc != SIGHUP)
     return Status::IOError("FUSE session ended with error " + std::to_string(rc));
   return Status::OK();
 }

@@ -102,6 +102,16 @@ Status FsTree::Load(
   std::map<std::string, std::shared_ptr<TreeInode>> by_path;
   by_path[""] = root_;
   return each([&](chunkstore::TreeEntry& e) -> Status {
+    if (e.path.empty()) {  // the root's own metadata
+      root_->mode = e.mode;
+      root_->uid = e.uid;
+      root_->gid = e.gid;
+      root_->atime_ns = e.atime_ns;
+      root_->mtime_ns = e.mtime_ns;
+      root_->ctime_ns = e.ctime_ns;
+      for (auto& [k, v] : e.xattrs) root_->xattrs[k] = v;
+      return Status::OK();
+    }
     size_t slash = e.path.rfind('/');
     std::string parent = slash == std::string::npos ? "" : e.path.substr(0, slash);
     std::string name = e.path.substr(slash == std::string::npos ? 0 : slash + 1);
@@ -133,7 +143,7 @@ Status FsTree::Load(
 
 Status FsTree::Emit(const std::string& path, TreeInode& n,
                     std::map<const TreeInode*, std::string>& seen,
-                    const chunkstore::Repository::EmitFn& emit) {
+                    const chunkstore::Repository::EmitFn& emit, bool final) {
   chunkstore::TreeEntry e;
   e.path = path;
   e.type = n.type;
@@ -157,21 +167,21 @@ Status FsTree::Emit(const std::string& path, TreeInode& n,
         return emit(e);
       }
     }
-    if (n.writers == 0) RETURN_IF_ERROR(Materialize(n));
+    if (n.writers == 0 || final) RETURN_IF_ERROR(Materialize(n));
     e.size = n.data.base_size;
     e.chunks = n.data.chunks;
   }
   RETURN_IF_ERROR(emit(e));
-  for (auto& [name, c] : n.children) RETURN_IF_ERROR(Emit(path + "/" + name, *c, seen, emit));
+  std::string prefix = path.empty() ? "" : path + "/";
+  for (auto& [name, c] : n.children) RETURN_IF_ERROR(Emit(prefix + name, *c, seen, emit, final));
   return Status::OK();
 }
 
-Status FsTree::Save() {
+Status FsTree::Save(bool final) {
   if (read_only_) return Status::FailedPrecondition("snapshot trees are read-only");
   std::map<const TreeInode*, std::string> seen;
   Status st = repo_->SaveHead(set_, [&](const chunkstore::Repository::EmitFn& emit) -> Status {
-    for (auto& [name, c] : root_->children) RETURN_IF_ERROR(Emit(name, *c, seen, emit));
-    return Status::OK();
+    return Emit("", *root_, seen, emit, final);  // the root first, with an empty path
   });
   if (st.ok()) dirty_ = false;
   return st;

@@ -77,7 +77,9 @@ class FsTree {
   Status Load(const std::function<Status(const std::function<Status(chunkstore::TreeEntry&)>&)>& each);
   // Saves the tree as the set's head. Files not open for writing are
   // materialized first; open ones are saved as of their last close.
-  Status Save();
+  // `final` (unmount): open files are materialized too — no more writes can come,
+  // and their release may still be queued in the kernel when the session ends.
+  Status Save(bool final = false);
   bool dirty() const { return dirty_; }
   void MarkDirty() { dirty_ = true; }
 
@@ -95,7 +97,7 @@ class FsTree {
   Status LoadBlock(const FileData& d, uint64_t block, std::string* out);
   void SetBase(FileData& d, std::vector<ChunkRef> chunks, uint64_t size);
   Status Emit(const std::string& path, TreeInode& n, std::map<const TreeInode*, std::string>& seen,
-              const chunkstore::Repository::EmitFn& emit);
+              const chunkstore::Repository::EmitFn& emit, bool final);
 
   chunkstore::Repository* const repo_;
   const std::string set_;

@@ -230,6 +230,10 @@ class Repository {
   virtual Status ReadChunk(const ChunkId& id, std::string* out) = 0;
   // Makes every chunk stored so far durable and indexed.
   virtual Status Sync() = 0;
+  // Drops stored-but-not-yet-durable chunks that are not in `live` (a mount whose
+  // writes failed with ENOSPC and whose data was then deleted; without this the
+  // dead data would be retried, and fail, forever). Returns the bytes dropped.
+  virtual uint64_t DiscardPending(const std::vector<ChunkId>& live) = 0;
   // Publishes stored chunks as the blob `digest` ("sha256:<hex>"); the caller has
   // verified the digest. Syncs first.
   virtual Result<BlobInfo> CommitBlob(std::string_view digest, const std::vector<ChunkRef>& chunks) = 0;
@@ -238,6 +242,7 @@ class Repository {
   // is a tree stream like a snapshot's, replaced as a whole on every save.
   using EmitFn = std::function<Status(const TreeEntry&)>;
   // Syncs chunks, then stores the entries `produce` emits (pre-order) as the head.
+  // An entry with an empty path (a directory) records the root's own metadata.
   virtual Status SaveHead(std::string_view set, const std::function<Status(const EmitFn&)>& produce) = 0;
   // NotFound when the set has no head.
   virtual Status LoadHead(std::string_view set, const std::function<Status(TreeEntry&)>& fn) = 0;

@@ -3,6 +3,7 @@
 #ifndef COFFER_FS_MOUNT_H_
 #define COFFER_FS_MOUNT_H_
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -25,6 +26,10 @@ struct MountOptions {
   uint32_t commit_interval_ms = 200;  // heads changed by close() are saved this soon
   // Called once the mount is live (tests and `coffer serve` wait for it).
   std::function<void()> on_mounted;
+  // SIGINT/SIGTERM/SIGHUP end the mount (libfuse's handlers). `coffer serve` turns
+  // this off and ends the mount through `stop` once its registry has stopped.
+  bool handle_signals = true;
+  std::atomic<bool>* stop = nullptr;  // when set true, the mount ends within ~200 ms
 };
 
 // Mounts `repo` and serves requests until unmounted (umount, SIGINT/SIGTERM, idle

@@ -1,0 +1,53 @@
+// The coffer OCI registry: an OCI Distribution v1.1 (and Docker Registry v2)
+// HTTP server over the coffer mount. It uses only POSIX file calls under
+// `root` (/blobs, /uploads, /repos; see docs/fs.md) and holds no key material.
+// docs/registry.md describes the endpoints, configuration and auth.
+#ifndef COFFER_REGISTRY_SERVER_H_
+#define COFFER_REGISTRY_SERVER_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "chunkstore/status.h"
+
+namespace cofferregistry {
+
+struct RegistryOptions {
+  std::string listen = "127.0.0.1:5000";  // host:port; port 0 picks a free port
+  std::string root;                       // the mount point (REQUIRED)
+  int threads = 4;                        // I/O threads
+  bool read_only = false;                 // pushes and deletes get 405 UNSUPPORTED
+  bool delete_enabled = true;             // DELETE of manifests, tags and blobs
+  std::string htpasswd;                   // bcrypt htpasswd file; empty: no auth
+  std::string access;                     // per-repository permissions file; empty: every
+                                          // authenticated user may pull, push, delete
+  std::string realm = "coffer";           // Basic realm in WWW-Authenticate
+  uint64_t max_manifest_bytes = 4 << 20;  // larger manifests get 413
+  uint32_t max_header_bytes = 64 << 10;   // larger request heads get 431
+  uint32_t read_timeout_ms = 60'000;      // a client that sends nothing this long is dropped
+  uint32_t idle_timeout_ms = 120'000;     // keep-alive connections idle this long are closed
+  // Verify sha256 in the registry before publishing an upload. Needed only when
+  // `root` is not a coffer mount (a plain directory, for tests and development);
+  // the mount verifies on rename by itself. Auto: detected from `root`.
+  enum class Verify { kAuto, kAlways, kNever } verify = Verify::kAuto;
+};
+
+// A running registry. Start() returns once the socket listens; requests are
+// served on `threads` threads until Stop() or destruction. Thread-safe.
+class Registry {
+ public:
+  static chunkstore::Result<std::unique_ptr<Registry>> Start(const RegistryOptions& opts);
+  virtual ~Registry() = default;
+  // Stops accepting, closes every connection and joins the threads. Idempotent.
+  virtual void Stop() = 0;
+  // The address actually listened on, "127.0.0.1:5000".
+  virtual std::string address() const = 0;
+
+ protected:
+  Registry() = default;
+};
+
+}  // namespace cofferregistry
+
+#endif  // COFFER_REGISTRY_SERVER_H_

@@ -1,0 +1,351 @@
+// The network side: Boost.Beast sessions that move bytes between sockets and the
+// Handler, and the Registry that owns the listener and the I/O threads.
+//
+// One Session per connection, all its work on one strand. A request head is read
+// (header size limited), handed to the Handler; a body is then read in pieces of
+// up to 256 KiB into a buffer_body and passed to the BodySink, so a blob is never
+// held in memory. File-backed responses are sent the same way, pread piece by
+// piece. Timeouts: idle_timeout between requests, read_timeout per piece.
+#include <unistd.h>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <thread>
+
+#include "handler.h"
+#include "registry/server.h"
+#include "storage.h"
+
+namespace cofferregistry {
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using chunkstore::Status;
+
+namespace {
+
+constexpr size_t kBodyBuffer = 256 << 10;
+// A refused request's unread body is read and dropped up to this size, so the
+// client sees the answer; beyond it the connection is closed instead.
+constexpr uint64_t kMaxDrain = 1 << 20;
+
+struct Limits {
+  uint32_t max_header;
+  std::chrono::milliseconds read_timeout, idle_timeout;
+};
+
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(tcp::socket socket, Handler* handler, Limits limits)
+      : stream_(std::move(socket)), handler_(handler), limits_(limits), buf_(kBodyBuffer) {}
+
+  void Start() {
+    asio::dispatch(stream_.get_executor(), beast::bind_front_handler(&Session::ReadHead, shared_from_this()));
+  }
+
+ private:
+  void ReadHead() {
+    parser_.emplace();
+    parser_->header_limit(limits_.max_header);
+    parser_->body_limit(boost::none);  // sinks enforce their own limits
+    sink_.reset();
+    draining_ = false;
+    stream_.expires_after(limits_.idle_timeout);
+    http::async_read_header(stream_, in_, *parser_,
+                            beast::bind_front_handler(&Session::OnHead, shared_from_this()));
+  }
+
+  void OnHead(beast::error_code ec, size_t) {
+    if (ec == http::error::end_of_stream || ec == asio::error::operation_aborted ||
+        ec == beast::error::timeout || ec == asio::error::connection_reset || ec == asio::error::eof)
+      return Close();
+    if (ec == http::error::header_limit) {
+      return Send(ErrorResponse(431, "UNSUPPORTED", "request header too large"), true);
+    }
+    if (ec) return Send(ErrorResponse(400, "UNSUPPORTED", "malformed HTTP request", ec.message()), true);
+    const auto& h = parser_->get();
+    Request req;
+    req.method = std::string(h.method_string());
+    req.target = std::string(h.target());
+    for (const auto& f : h) {
+      std::string name(f.name_string());
+      for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      auto [it, fresh] = req.headers.emplace(name, std::string(f.value()));
+      if (!fresh) it->second += ", " + std::string(f.value());
+    }
+    if (parser_->content_length()) req.content_length = *parser_->content_length();
+    keep_alive_ = h.keep_alive();
+    version_ = h.version();
+    head_ = req.method == "HEAD";
+    Dispatch d = handler_->Handle(req);
+    if (d.response) {
+      Response r = std::move(*d.response);
+      if (parser_->is_done()) return Send(std::move(r), false);
+      // A body nobody wants: drop a small one, else close after answering.
+      auto len = parser_->content_length();
+      if (len && *len <= kMaxDrain) {
+        pending_ = std::move(r);
+        draining_ = true;
+        return ReadBody();
+      }
+      return Send(std::move(r), true);
+    }
+    sink_ = std::move(d.sink);
+    const std::string* expect = req.Header("expect");
+    if (expect && strcasecmp(expect->c_str(), "100-continue") == 0 && !parser_->is_done()) {
+      auto cont = std::make_shared<http::response<http::empty_body>>(http::status::continue_, version_);
+      return http::async_write(stream_, *cont, [self = shared_from_this(), cont](beast::error_code ec, size_t) {
+        if (ec) return self->Close();
+        self->ReadBody();
+      });
+    }
+    ReadBody();
+  }
+
+  void ReadBody() {
+    if (parser_->is_done()) return BodyDone();
+    auto& body = parser_->get().body();
+    body.data = buf_.data();
+    body.size = buf_.size();
+    stream_.expires_after(limits_.read_timeout);
+    http::async_read_some(stream_, in_, *parser_, beast::bind_front_handler(&Session::OnBody, shared_from_this()));
+  }
+
+  void OnBody(beast::error_code ec, size_t) {
+    if (ec == http::error::need_buffer) ec = {};
+    if (ec) {
+      if (ec == http::error::body_limit || ec == http::error::bad_chunk || ec == http::error::bad_content_length)
+        return Send(ErrorResponse(400, "SIZE_INVALID", "malformed request body", ec.message()), true);
+      return Close();  // client gone or too slow; an upload keeps what arrived
+    }
+    size_t got = buf_.size() - parser_->get().body().size;
+    if (got && !draining_) {
+      Status st = sink_->Write(buf_.data(), got);
+      if (!st.ok()) {
+        Response r = sink_->Abort(st);
+        sink_.reset();
+        return Send(std::move(r), true);
+      }
+    }
+    if (parser_->is_done()) return BodyDone();
+    ReadBody();
+  }
+
+  void BodyDone() {
+    if (draining_) return Send(std::move(*pending_), false);
+    Response r = sink_->Finish();
+    sink_.reset();
+    Send(std::move(r), false);
+  }
+
+  // Sends `r`; closes afterwards when `close` or the client asked for it.
+  void Send(Response r, bool close) {
+    resp_ = std::move(r);
+    close_ = close || resp_.close || !keep_alive_;
+    res_.emplace();
+    res_->version(version_ ? version_ : 11);
+    res_->result(static_cast<unsigned>(resp_.status));
+    res_->set(http::field::server, "coffer");
+    res_->set("Docker-Distribution-API-Version", "registry/2.0");
+    for (const auto& [k, v] : resp_.headers) res_->insert(k, v);
+    res_->keep_alive(!close_);
+    res_->content_length(resp_.ContentLength());
+    remaining_ = resp_.file && !head_ ? resp_.file->length() : 0;
+    offset_ = resp_.file ? resp_.file->offset() : 0;
+    auto& body = res_->body();
+    if (head_ || resp_.head) {
+      body.data = nullptr;
+      body.size = 0;
+      body.more = false;
+    } else if (resp_.file) {
+      if (!Fill()) return Close();
+    } else {
+      body.data = resp_.body.data();
+      body.size = resp_.body.size();
+      body.more = false;
+    }
+    sr_.emplace(*res_);
+    WriteSome();
+  }
+
+  // Reads the next piece of the file body into buf_. False on a read error
+  // (the response is already promised: the connection must die).
+  bool Fill() {
+    size_t want = static_cast<size_t>(std::min<uint64_t>(remaining_, buf_.size()));
+    size_t got = 0;
+    while (got < want) {
+      ssize_t r = ::pread(resp_.file->fd(), buf_.data() + got, want - got, static_cast<off_t>(offset_ + got));
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) return false;
+      got += static_cast<size_t>(r);
+    }
+    offset_ += got;
+    remaining_ -= got;
+    auto& body = res_->body();
+    body.data = buf_.data();
+    body.size = got;
+    body.more = remaining_ > 0;
+    return true;
+  }
+
+  void WriteSome() {
+    stream_.expires_after(limits_.read_timeout);
+    http::async_write(stream_, *sr_, beast::bind_front_handler(&Session::OnWrite, shared_from_this()));
+  }
+
+  void OnWrite(beast::error_code ec, size_t) {
+    if (ec == http::error::need_buffer) {
+      if (!Fill()) return Close();
+      return WriteSome();
+    }
+    if (ec) return Close();
+    sr_.reset();
+    res_.reset();
+    resp_ = Response();
+    if (close_) return Close();
+    ReadHead();
+  }
+
+  void Close() {
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    stream_.close();
+  }
+
+  beast::tcp_stream stream_;
+  beast::flat_buffer in_;
+  Handler* handler_;
+  Limits limits_;
+  std::vector<char> buf_;  // body pieces in and out
+  std::optional<http::request_parser<http::buffer_body>> parser_;
+  std::unique_ptr<BodySink> sink_;
+  bool draining_ = false;
+  std::optional<Response> pending_;
+  bool keep_alive_ = true, head_ = false, close_ = false;
+  unsigned version_ = 11;
+  Response resp_;
+  std::optional<http::response<http::buffer_body>> res_;
+  std::optional<http::response_serializer<http::buffer_body>> sr_;
+  uint64_t remaining_ = 0, offset_ = 0;
+};
+
+class Listener : public std::enable_shared_from_this<Listener> {
+ public:
+  Listener(asio::io_context& ioc, tcp::acceptor acceptor, Handler* handler, Limits limits)
+      : ioc_(ioc), acceptor_(std::move(acceptor)), handler_(handler), limits_(limits) {}
+  void Accept() {
+    acceptor_.async_accept(asio::make_strand(ioc_), beast::bind_front_handler(&Listener::OnAccept, shared_from_this()));
+  }
+  void Close() {
+    beast::error_code ec;
+    acceptor_.close(ec);
+  }
+
+ private:
+  void OnAccept(beast::error_code ec, tcp::socket socket) {
+    if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
+    if (!ec) {
+      beast::error_code ignored;
+      socket.set_option(tcp::no_delay(true), ignored);
+      std::make_shared<Session>(std::move(socket), handler_, limits_)->Start();
+    }
+    Accept();
+  }
+  asio::io_context& ioc_;
+  tcp::acceptor acceptor_;
+  Handler* handler_;
+  Limits limits_;
+};
+
+chunkstore::Result<tcp::endpoint> ParseListen(const std::string& s) {
+  size_t colon = s.rfind(':');
+  if (colon == std::string::npos) return Status::InvalidArgument("listen address `" + s + "`: expected host:port");
+  std::string host = s.substr(0, colon), port = s.substr(colon + 1);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host.empty() || host == "localhost") host = host.empty() ? "0.0.0.0" : "127.0.0.1";
+  beast::error_code ec;
+  auto addr = asio::ip::make_address(host, ec);
+  if (ec) return Status::InvalidArgument("listen address `" + s + "`: " + ec.message());
+  char* end = nullptr;
+  unsigned long p = std::strtoul(port.c_str(), &end, 10);
+  if (port.empty() || *end || p > 65535) return Status::InvalidArgument("listen address `" + s + "`: bad port");
+  return tcp::endpoint(addr, static_cast<unsigned short>(p));
+}
+
+class RegistryImpl : public Registry {
+ public:
+  RegistryImpl(std::unique_ptr<Storage> storage, std::unique_ptr<Auth> auth, HandlerOptions hopts, int threads)
+      : storage_(std::move(storage)), auth_(std::move(auth)), handler_(storage_.get(), auth_.get(), hopts),
+        ioc_(threads), threads_n_(threads) {}
+  ~RegistryImpl() override { Stop(); }
+
+  Status Listen(const tcp::endpoint& ep, Limits limits) {
+    beast::error_code ec;
+    tcp::acceptor a(ioc_);
+    a.open(ep.protocol(), ec);
+    if (!ec) a.set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) a.bind(ep, ec);
+    if (!ec) a.listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) return Status::Unavailable("listen on " + ep.address().to_string() + ":" + std::to_string(ep.port()) + ": " + ec.message());
+    auto local = a.local_endpoint();
+    address_ = (local.address().is_v6() ? "[" + local.address().to_string() + "]" : local.address().to_string()) +
+               ":" + std::to_string(local.port());
+    listener_ = std::make_shared<Listener>(ioc_, std::move(a), &handler_, limits);
+    listener_->Accept();
+    for (int i = 0; i < threads_n_; ++i) threads_.emplace_back([this] { ioc_.run(); });
+    return Status::OK();
+  }
+
+  void Stop() override {
+    std::lock_guard<std::mutex> l(stop_mu_);
+    if (stopped_) return;
+    stopped_ = true;
+    if (listener_) asio::post(ioc_, [l = listener_] { l->Close(); });
+    ioc_.stop();
+    for (auto& t : threads_) t.join();
+    threads_.clear();
+  }
+
+  std::string address() const override { return address_; }
+
+ private:
+  std::unique_ptr<Storage> storage_;
+  std::unique_ptr<Auth> auth_;
+  Handler handler_;
+  asio::io_context ioc_;
+  int threads_n_;
+  std::shared_ptr<Listener> listener_;
+  std::vector<std::thread> threads_;
+  std::string address_;
+  std::mutex stop_mu_;
+  bool stopped_ = false;
+};
+
+}  // namespace
+
+chunkstore::Result<std::unique_ptr<Registry>> Registry::Start(const RegistryOptions& opts) {
+  if (opts.root.empty()) return Status::InvalidArgument("registry: no root (the coffer mount point)");
+  if (opts.threads < 1) return Status::InvalidArgument("registry: threads must be at least 1");
+  ASSIGN_OR_RETURN(tcp::endpoint ep, ParseListen(opts.listen));
+  bool verify = opts.verify == RegistryOptions::Verify::kAlways ||
+                (opts.verify == RegistryOptions::Verify::kAuto && !IsCofferMount(opts.root));
+  std::unique_ptr<Auth> auth;
+  if (!opts.htpasswd.empty() || !opts.access.empty()) {
+    ASSIGN_OR_RETURN(auth, Auth::Load(opts.htpasswd, opts.access));
+  }
+  HandlerOptions h;
+  h.read_only = opts.read_only;
+  h.delete_enabled = opts.delete_enabled;
+  h.max_manifest_bytes = opts.max_manifest_bytes;
+  h.realm = opts.realm;
+  auto impl = std::make_unique<RegistryImpl>(NewPosixStorage(opts.root, verify), std::move(auth), h, opts.threads);
+  Limits limits{opts.max_header_bytes, std::chrono::milliseconds(opts.read_timeout_ms),
+                std::chrono::milliseconds(opts.idle_timeout_ms)};
+  RETURN_IF_ERROR(impl->Listen(ep, limits));
+  return std::unique_ptr<Registry>(std::move(impl));
+}
+
+}  // namespace cofferregistry

@@ -1,0 +1,162 @@
+// serve: unlock, mount, and run the registry over the mount until SIGINT/SIGTERM.
+//
+// With no repository named (no --repo, no COFFER_REPO) it runs on an embedded
+// default: ./var/repo, created on first run with a generated key file
+// ./var/coffer.key, mounted at ./var/mnt, registry on 127.0.0.1:5000.
+//
+// Shutdown order matters: the registry stops first (its open files would keep the
+// mount busy, and its threads may be inside FUSE calls that only the mount's
+// workers can answer), then the mount ends and saves every head.
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <fstream>
+#include <thread>
+
+#include "commands.h"
+#include "fs/mount.h"
+#include "registry/server.h"
+
+namespace coffer {
+namespace {
+
+using chunkstore::Status;
+
+struct ServeArgs {
+  std::string mount = "var/mnt", registry = "127.0.0.1:5000", config;
+  std::string htpasswd, access;
+  bool read_only = false;
+};
+
+// Reads --config FILE (JSON): {"registry": {"listen", "htpasswd", "access",
+// "read_only", "delete_enabled"}, "mount": "DIR"}; flags given on the command line win.
+Status ApplyConfig(const std::string& path, ServeArgs* a, cofferregistry::RegistryOptions* r) {
+  std::ifstream in(path);
+  if (!in) return Status::FromErrno("read config `" + path + "`", errno);
+  auto j = nlohmann::json::parse(in, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return Status::InvalidArgument("config `" + path + "` is not a JSON object");
+  try {
+    if (j.contains("mount")) a->mount = j["mount"].get<std::string>();
+    if (auto reg = j.value("registry", nlohmann::json::object()); reg.is_object()) {
+      if (reg.contains("listen")) a->registry = reg["listen"].get<std::string>();
+      if (reg.contains("htpasswd")) r->htpasswd = reg["htpasswd"].get<std::string>();
+      if (reg.contains("access")) r->access = reg["access"].get<std::string>();
+      if (reg.contains("read_only")) r->read_only = reg["read_only"].get<bool>();
+      if (reg.contains("delete_enabled")) r->delete_enabled = reg["delete_enabled"].get<bool>();
+    }
+  } catch (const std::exception& e) {
+    return Status::InvalidArgument("config `" + path + "`: " + e.what());
+  }
+  return Status::OK();
+}
+
+// The embedded default: ./var/repo with a generated key file, created on first run.
+int EmbeddedDefault(Globals& g) {
+  if (!g.repo.empty() || getenv("COFFER_REPO")) return kExitOk;
+  g.repo = "var/repo";
+  if (g.key_file.empty() && g.passphrase_file.empty() && !getenv("COFFER_PASSPHRASE"))
+    g.key_file = "var/coffer.key";
+  mkdir("var", 0700);
+  if (access("var/repo/config", F_OK) == 0) return kExitOk;
+  std::fprintf(stderr, "coffer: creating the default repository var/repo (key file %s)\n",
+               g.key_file.empty() ? "-" : g.key_file.c_str());
+  return RunInitDefault(g);
+}
+
+int RunServe(Globals& g, ServeArgs a, const std::vector<std::string>& given) {
+  cofferregistry::RegistryOptions ro;
+  if (!a.config.empty()) {
+    ServeArgs from_file = a;
+    Status st = ApplyConfig(a.config, &from_file, &ro);
+    if (!st.ok()) return Fail(g, st);
+    for (const char* f : {"--mount", "--registry"})  // the command line wins
+      if (std::find(given.begin(), given.end(), f) == given.end())
+        (std::string(f) == "--mount" ? a.mount : a.registry) =
+            std::string(f) == "--mount" ? from_file.mount : from_file.registry;
+  }
+  if (!a.htpasswd.empty()) ro.htpasswd = a.htpasswd;
+  if (!a.access.empty()) ro.access = a.access;
+  if (a.read_only) ro.read_only = true;
+  if (int rc = EmbeddedDefault(g); rc != kExitOk) return rc;
+  mkdir(a.mount.c_str(), 0755);
+  char* abs = realpath(a.mount.c_str(), nullptr);
+  if (!abs) return Fail(g, Status::FromErrno("mount point `" + a.mount + "`", errno));
+  std::string mountpoint = abs;
+  free(abs);
+
+  // Signals are taken by one thread with sigwait; every other thread blocks them.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+
+  auto repo = OpenRepo(g, false);
+  if (!repo.ok()) return Fail(g, repo.status());
+  std::atomic<bool> stop{false}, done{false};
+  std::unique_ptr<cofferregistry::Registry> reg;
+  std::mutex reg_mu;
+  Status reg_err;
+  ro.root = mountpoint;
+  ro.listen = a.registry;
+
+  cofferfs::MountOptions mo;
+  mo.mountpoint = mountpoint;
+  mo.handle_signals = false;
+  mo.stop = &stop;
+  mo.audit_log = g.audit_log;
+  mo.on_mounted = [&] {
+    auto r = cofferregistry::Registry::Start(ro);
+    std::lock_guard<std::mutex> l(reg_mu);
+    if (!r.ok()) {
+      reg_err = r.status();
+      stop = true;
+      return;
+    }
+    reg = std::move(r).value();
+    std::fprintf(stderr, "coffer: serving %s: mounted at %s, registry on http://%s (Ctrl-C stops)\n",
+                 (*repo)->dir().c_str(), mountpoint.c_str(), reg->address().c_str());
+  };
+  std::thread waiter([&] {
+    struct timespec tick = {0, 200 * 1000 * 1000};
+    while (!done) {
+      if (sigtimedwait(&sigs, nullptr, &tick) < 0) continue;
+      std::lock_guard<std::mutex> l(reg_mu);
+      if (reg) reg->Stop();  // first: it may be inside FUSE calls the mount must answer
+      stop = true;
+    }
+  });
+  Status st = cofferfs::RunMount(std::move(repo).value(), mo);
+  done = true;
+  waiter.join();
+  if (reg) reg->Stop();
+  if (!reg_err.ok()) return Fail(g, reg_err.Annotate("start the registry on " + a.registry));
+  if (!st.ok()) return Fail(g, st);
+  std::fprintf(stderr, "coffer: stopped; every head saved, the mount is gone\n");
+  return kExitOk;
+}
+
+}  // namespace
+
+void AddServeCommand(CLI::App& app, Globals& g, int* rc) {
+  auto a = std::make_shared<ServeArgs>();
+  auto* s = app.add_subcommand("serve", "unlock, mount, and serve the OCI registry over the mount");
+  s->add_option("--mount", a->mount, "mount point (default: var/mnt)");
+  s->add_option("--registry", a->registry, "registry listen address (default: 127.0.0.1:5000)");
+  s->add_option("--config", a->config, "JSON config file (docs/registry.md)");
+  s->add_option("--htpasswd", a->htpasswd, "bcrypt htpasswd file: require Basic auth");
+  s->add_option("--access", a->access, "per-repository permissions file (docs/registry.md)");
+  s->add_flag("--read-only", a->read_only, "refuse pushes and deletes");
+  s->callback([&g, a, rc, s] {
+    std::vector<std::string> given;
+    for (const char* f : {"--mount", "--registry"})
+      if (s->count(f)) given.push_back(f);
+    *rc = RunServe(g, *a, given);
+  });
+}
+
+}  // namespace coffer
