@@ -97,6 +97,7 @@ int RunServe(Globals& g, ServeArgs a, const std::vector<std::string>& given) {
 
   auto repo = OpenRepo(g, false);
   if (!repo.ok()) return Fail(g, repo.status());
+  const std::string repo_dir = (*repo)->dir();  // the repository moves into RunMount
   std::atomic<bool> stop{false}, done{false};
   std::unique_ptr<cofferregistry::Registry> reg;
   std::mutex reg_mu;
@@ -119,7 +120,7 @@ int RunServe(Globals& g, ServeArgs a, const std::vector<std::string>& given) {
     }
     reg = std::move(r).value();
     std::fprintf(stderr, "coffer: serving %s: mounted at %s, registry on http://%s (Ctrl-C stops)\n",
-                 (*repo)->dir().c_str(), mountpoint.c_str(), reg->address().c_str());
+                 repo_dir.c_str(), mountpoint.c_str(), reg->address().c_str());
   };
   std::thread waiter([&] {
     struct timespec tick = {0, 200 * 1000 * 1000};
