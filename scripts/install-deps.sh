@@ -9,7 +9,7 @@ BUILD=(build-essential cmake pkg-config git
        libcurl4-openssl-dev libssl-dev libcli11-dev nlohmann-json3-dev
        libgtest-dev libgmock-dev libbenchmark-dev
        libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev libcrypt-dev)
-RUNTIME=(fuse3 attr acl xxd jq python3 rsync clang-14 libclang-rt-14-dev
+RUNTIME=(fuse3 attr acl xxd jq python3 rsync clang-14 libclang-rt-14-dev busybox-static
          apache2-utils docker.io skopeo podman)
 BENCH=(restic borgbackup python3-llfuse casync debootstrap)   # python3-llfuse: `borg mount`
 
