@@ -1,5 +1,8 @@
 #include "chunk_reader.h"
 
+#include <cstring>
+#include <future>
+
 namespace chunkstore {
 namespace {
 constexpr size_t kMaxOpenPacks = 128;
@@ -16,6 +19,21 @@ Status ChunkReader::Read(const ChunkId& id, std::string* out) {
     return Status::NotFound("chunk " + ToHex(id) + " is not in the index (missing from the "
                             "repository)");
   return ReadAt(*loc, out);
+}
+
+Status ChunkReader::ReadRange(const ChunkId& id, uint32_t offset, size_t n, char* dst) {
+  ASSIGN_OR_RETURN(auto loc, index_->Get(id));
+  if (!loc.has_value())
+    return Status::NotFound("chunk " + ToHex(id) + " is not in the index (missing from the "
+                            "repository)");
+  if (uint64_t(offset) + n > loc->length)
+    return Status::InvalidArgument("read past the end of chunk " + ToHex(id));
+  ASSIGN_OR_RETURN(FramePtr frame, LoadFrame(*loc));
+  if (uint64_t(loc->offset_in_frame) + loc->length > frame->size())
+    return Status::Corruption("index entry points past the end of its frame in " +
+                              PackPath(loc->pack));
+  std::memcpy(dst, frame->data() + loc->offset_in_frame + offset, n);
+  return Status::OK();
 }
 
 Status ChunkReader::ReadAt(const ChunkLoc& loc, std::string* out) {
@@ -52,16 +70,46 @@ Status ChunkReader::ReadPackBytes(const PackId& pack, uint64_t offset, size_t n,
   return Status::OK();
 }
 
+// One load per frame at a time: a reader that wants a frame another thread (or
+// the prefetcher) is already loading waits for that load instead of repeating it.
 Result<ChunkReader::FramePtr> ChunkReader::LoadFrame(const ChunkLoc& loc) {
   Key key{loc.pack, loc.record_offset};
+  std::promise<Result<FramePtr>> promise;
   {
-    std::lock_guard<std::mutex> l(mu_);
+    std::unique_lock<std::mutex> l(mu_);
     auto it = frames_.find(key);
     if (it != frames_.end()) {
       lru_.splice(lru_.begin(), lru_, it->second);
       return it->second->second;
     }
+    auto busy = loading_.find(key);
+    if (busy != loading_.end()) {
+      auto f = busy->second;
+      l.unlock();
+      return f.get();
+    }
+    loading_.emplace(key, promise.get_future().share());
   }
+  Result<FramePtr> r = Decode(loc);
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (r.ok() && !frames_.count(key)) {
+      lru_.emplace_front(key, *r);
+      frames_[key] = lru_.begin();
+      cached_bytes_ += (*r)->size();
+      while (cached_bytes_ > cache_bytes_ && lru_.size() > 1) {
+        cached_bytes_ -= lru_.back().second->size();
+        frames_.erase(lru_.back().first);
+        lru_.pop_back();
+      }
+    }
+    loading_.erase(key);
+  }
+  promise.set_value(r);
+  return r;
+}
+
+Result<ChunkReader::FramePtr> ChunkReader::Decode(const ChunkLoc& loc) {
   std::string what = "record at " + PackPath(loc.pack) + "+" + std::to_string(loc.record_offset);
   std::string rec;
   RETURN_IF_ERROR(ReadPackBytes(loc.pack, loc.record_offset, loc.record_len, &rec));
@@ -72,17 +120,27 @@ Result<ChunkReader::FramePtr> ChunkReader::LoadFrame(const ChunkLoc& loc) {
   RETURN_IF_ERROR(VerifyRecordChecksum(rec, meta, what));
   auto plain = std::make_shared<std::string>();
   RETURN_IF_ERROR(OpenRecord(rec, meta, *aead_, plain.get(), what));
-  std::lock_guard<std::mutex> l(mu_);
-  if (frames_.count(key)) return FramePtr(plain);  // another thread loaded it too
-  lru_.emplace_front(key, plain);
-  frames_[key] = lru_.begin();
-  cached_bytes_ += plain->size();
-  while (cached_bytes_ > cache_bytes_ && lru_.size() > 1) {
-    cached_bytes_ -= lru_.back().second->size();
-    frames_.erase(lru_.back().first);
-    lru_.pop_back();
-  }
   return FramePtr(plain);
+}
+
+// Read-ahead: decode the frame holding `id` on the prefetch threads, so the
+// next read of a sequential reader finds it decoded (two cores: one decodes
+// while the other copies to the kernel).
+void ChunkReader::Prefetch(const ChunkId& id) {
+  auto loc = index_->Get(id);
+  if (!loc.ok() || !loc->has_value()) return;
+  Key key{(*loc)->pack, (*loc)->record_offset};
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (frames_.count(key) || loading_.count(key) || prefetching_ >= kMaxPrefetch) return;
+    ++prefetching_;
+  }
+  ChunkLoc where = **loc;
+  prefetch_pool_.Submit([this, where] {
+    (void)LoadFrame(where);  // a failure is reported to the reader that needs it
+    std::lock_guard<std::mutex> l(mu_);
+    --prefetching_;
+  });
 }
 
 void ChunkReader::Evict(const PackId& pack) {

@@ -9,6 +9,7 @@
 #define CHUNKSTORE_CHUNK_READER_H_
 
 #include <list>
+#include <future>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -18,6 +19,7 @@
 #include "chunkstore/env.h"
 #include "format.h"
 #include "index.h"
+#include "worker_pool.h"
 
 namespace chunkstore {
 
@@ -29,14 +31,20 @@ class ChunkReader {
   // Appends the chunk's bytes to *out. NotFound if the index lacks it.
   Status Read(const ChunkId& id, std::string* out);
   Status ReadAt(const ChunkLoc& loc, std::string* out);
+  // Copies [offset, offset+n) of the chunk to dst.
+  Status ReadRange(const ChunkId& id, uint32_t offset, size_t n, char* dst);
   // Reads the raw bytes [offset, offset+n) of a pack.
   Status ReadPackBytes(const PackId& pack, uint64_t offset, size_t n, std::string* out);
   // Forgets cached file handles of a pack (before it is deleted).
   void Evict(const PackId& pack);
+  // Starts decoding the frame of `id` in the background (a hint; errors ignored).
+  void Prefetch(const ChunkId& id);
 
  private:
   using FramePtr = std::shared_ptr<const std::string>;
   Result<FramePtr> LoadFrame(const ChunkLoc& loc);
+  Result<FramePtr> Decode(const ChunkLoc& loc);
+  static constexpr int kMaxPrefetch = 4;
   Result<std::shared_ptr<RandomAccessFile>> OpenPack(const PackId& pack);
 
   Env* const env_;
@@ -51,6 +59,9 @@ class ChunkReader {
   std::map<Key, std::list<std::pair<Key, FramePtr>>::iterator> frames_;
   size_t cached_bytes_ = 0;
   std::map<PackId, std::shared_ptr<RandomAccessFile>> files_;
+  std::map<Key, std::shared_future<Result<FramePtr>>> loading_;  // frames being decoded
+  int prefetching_ = 0;
+  WorkerPool prefetch_pool_{2};  // last: joined first, while the rest is alive
 };
 
 }  // namespace chunkstore

@@ -2,6 +2,7 @@
 // that see not-yet-durable chunks, blob commits, and heads (the durable state of
 // a writable tree, saved whole and sealed into snapshots on demand).
 #include <algorithm>
+#include <cstring>
 #include <unordered_set>
 
 #include "repo_impl.h"
@@ -70,6 +71,19 @@ Status RepositoryImpl::ReadChunk(const ChunkId& id, std::string* out) {
   // order cannot miss one that is in flight between the two.
   if (writer_ != nullptr && writer_->ReadPending(id, out)) return Status::OK();
   return reader_->Read(id, out);
+}
+
+Status RepositoryImpl::ReadChunkAt(const ChunkId& id, uint32_t offset, size_t n, char* dst) {
+  if (writer_ != nullptr) {
+    std::string pending;
+    if (writer_->ReadPending(id, &pending)) {
+      if (uint64_t(offset) + n > pending.size())
+        return Status::InvalidArgument("read past the end of chunk " + ToHex(id));
+      std::memcpy(dst, pending.data() + offset, n);
+      return Status::OK();
+    }
+  }
+  return reader_->ReadRange(id, offset, n, dst);
 }
 
 Status RepositoryImpl::Sync() {

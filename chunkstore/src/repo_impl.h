@@ -89,7 +89,9 @@ class RepositoryImpl : public Repository {
 
   std::unique_ptr<ContentWriter> NewContentWriter() override;
   Status ReadChunk(const ChunkId& id, std::string* out) override;
+  Status ReadChunkAt(const ChunkId& id, uint32_t offset, size_t n, char* dst) override;
   Status Sync() override;
+  void Prefetch(const ChunkId& id) override { reader_->Prefetch(id); }
   uint64_t DiscardPending(const std::vector<ChunkId>& live) override;
   Result<BlobInfo> CommitBlob(std::string_view digest, const std::vector<ChunkRef>& chunks) override;
   Status SaveHead(std::string_view set, const std::function<Status(const EmitFn&)>& produce) override;

@@ -392,15 +392,18 @@ class BlobReaderImpl : public BlobReader {
     if (offset >= root_.size) return size_t{0};
     n = static_cast<size_t>(std::min<uint64_t>(n, root_.size - offset));
     size_t i = std::upper_bound(starts_.begin(), starts_.end(), offset) - starts_.begin() - 1;
+    for (uint64_t ahead : {uint64_t(1) << 20, uint64_t(2) << 20}) {  // read-ahead, see FsTree
+      uint64_t pos = offset + n + ahead;
+      if (pos >= root_.size) break;
+      size_t j = std::upper_bound(starts_.begin(), starts_.end(), pos) - starts_.begin() - 1;
+      repo_->Prefetch(root_.chunks[j].id);
+    }
     size_t done = 0;
-    std::string chunk;
     while (done < n) {
-      chunk.clear();
-      RETURN_IF_ERROR(repo_->ReadChunk(root_.chunks[i].id, &chunk)
-                          .Annotate("read blob " + root_.digest));
       uint64_t in = offset + done - starts_[i];
-      size_t take = std::min<size_t>(n - done, chunk.size() - in);
-      std::memcpy(buf + done, chunk.data() + in, take);
+      size_t take = std::min<size_t>(n - done, root_.chunks[i].length - in);
+      RETURN_IF_ERROR(repo_->ReadChunkAt(root_.chunks[i].id, static_cast<uint32_t>(in), take, buf + done)
+                          .Annotate("read blob " + root_.digest));
       done += take;
       ++i;
     }

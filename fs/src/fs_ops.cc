@@ -490,10 +490,10 @@ void Fs::Open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
 void Fs::Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info* fi) {
   auto n = Get(ino);
   if (!n) return (void)fuse_reply_err(req, ESTALE);
-  std::string buf(size, '\0');
+  std::unique_ptr<char[]> buf(new char[size]);  // not zero-filled: every byte is written
   Result<size_t> got = size_t{0};
   switch (n->kind) {
-    case Kind::kBlob: got = n->blob->ReadAt(static_cast<uint64_t>(off), size, buf.data()); break;
+    case Kind::kBlob: got = n->blob->ReadAt(static_cast<uint64_t>(off), size, buf.get()); break;
     case Kind::kStats: {
       const std::string& s = reinterpret_cast<Handle*>(fi->fh)->stats;
       size_t k = off < static_cast<off_t>(s.size()) ? std::min(size, s.size() - off) : 0;
@@ -504,13 +504,13 @@ void Fs::Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fus
       // concurrent readers (kernel read-ahead, parallel tar) overlap.
       std::unique_lock<std::mutex> l(n->tree->mu(), std::defer_lock);
       if (!n->tree->read_only()) l.lock();
-      got = n->tree->Read(*n->inode, static_cast<uint64_t>(off), size, buf.data());
+      got = n->tree->Read(*n->inode, static_cast<uint64_t>(off), size, buf.get());
       break;
     }
     default: return (void)fuse_reply_err(req, EACCES);
   }
   if (!got.ok()) return (void)fuse_reply_err(req, Errno(got.status()));
-  fuse_reply_buf(req, buf.data(), *got);
+  fuse_reply_buf(req, buf.get(), *got);
 }
 
 void Fs::Write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off,

@@ -190,13 +190,10 @@ Status FsTree::Save(bool final) {
 Status FsTree::ReadBase(const FileData& d, uint64_t off, size_t n, char* buf) {
   size_t i = std::upper_bound(d.starts.begin(), d.starts.end(), off) - d.starts.begin() - 1;
   size_t done = 0;
-  std::string chunk;
   while (done < n && i < d.chunks.size()) {
-    chunk.clear();
-    RETURN_IF_ERROR(repo_->ReadChunk(d.chunks[i].id, &chunk));
     uint64_t in = off + done - d.starts[i];
-    size_t take = std::min<size_t>(n - done, chunk.size() - in);
-    std::memcpy(buf + done, chunk.data() + in, take);
+    size_t take = std::min<size_t>(n - done, d.chunks[i].length - in);
+    RETURN_IF_ERROR(repo_->ReadChunkAt(d.chunks[i].id, static_cast<uint32_t>(in), take, buf + done));
     done += take;
     ++i;
   }
@@ -221,11 +218,23 @@ Status FsTree::FinishStream(FileData& d) {
   return Status::OK();
 }
 
+// Read-ahead past what the kernel asked for: the frames ~1 and ~2 MiB further on
+// are decoded in the background while this read is copied out.
+void FsTree::PrefetchAfter(const FileData& d, uint64_t end) {
+  for (uint64_t ahead : {uint64_t(1) << 20, uint64_t(2) << 20}) {
+    uint64_t pos = end + ahead;
+    if (pos >= d.base_size) return;
+    size_t i = std::upper_bound(d.starts.begin(), d.starts.end(), pos) - d.starts.begin() - 1;
+    repo_->Prefetch(d.chunks[i].id);
+  }
+}
+
 Result<size_t> FsTree::Read(TreeInode& f, uint64_t off, size_t n, char* buf) {
   FileData& d = f.data;
   RETURN_IF_ERROR(FinishStream(d));
   if (off >= d.size) return size_t{0};
   n = static_cast<size_t>(std::min<uint64_t>(n, d.size - off));
+  PrefetchAfter(d, off + n);
   for (size_t done = 0; done < n;) {
     uint64_t pos = off + done, block = pos / kBlock, in = pos % kBlock;
     size_t take = static_cast<size_t>(std::min<uint64_t>(n - done, kBlock - in));
@@ -233,10 +242,9 @@ Result<size_t> FsTree::Read(TreeInode& f, uint64_t off, size_t n, char* buf) {
     if (it != d.dirty.end()) {
       std::memcpy(buf + done, it->second.data() + in, take);
     } else {
-      std::memset(buf + done, 0, take);
-      if (pos < d.base_size)
-        RETURN_IF_ERROR(ReadBase(d, pos, static_cast<size_t>(std::min<uint64_t>(take, d.base_size - pos)),
-                                 buf + done));
+      size_t from_base = pos < d.base_size ? static_cast<size_t>(std::min<uint64_t>(take, d.base_size - pos)) : 0;
+      if (from_base) RETURN_IF_ERROR(ReadBase(d, pos, from_base, buf + done));
+      std::memset(buf + done + from_base, 0, take - from_base);  // the tail past the base
     }
     done += take;
   }

@@ -228,6 +228,12 @@ class Repository {
   virtual std::unique_ptr<ContentWriter> NewContentWriter() = 0;
   // Appends a chunk's bytes to *out (also chunks not yet durable).
   virtual Status ReadChunk(const ChunkId& id, std::string* out) = 0;
+  // Copies bytes [offset, offset+n) of a chunk to dst (the hot path of reads
+  // through the mount: straight from the cached frame, no intermediate copy).
+  virtual Status ReadChunkAt(const ChunkId& id, uint32_t offset, size_t n, char* dst) = 0;
+  // A hint that chunk `id` will be read soon: its frame is decoded in the
+  // background (sequential readers through the mount call it for what follows).
+  virtual void Prefetch(const ChunkId& id) = 0;
   // Makes every chunk stored so far durable and indexed.
   virtual Status Sync() = 0;
   // Drops stored-but-not-yet-durable chunks that are not in `live` (a mount whose
