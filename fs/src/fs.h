@@ -100,6 +100,8 @@ class Fs {
   // thread, fsync, snapshot and unmount.
   chunkstore::Status SaveHeads(bool all, bool final = false);
   void Reclaim();
+  template <typename Fn>
+  auto WithWorldStopped(Fn fn);
   // Control verbs (the control socket and the CLI use these).
   chunkstore::Result<chunkstore::SnapshotInfo> Snapshot(const std::string& set,
                                                         const std::string& tag);

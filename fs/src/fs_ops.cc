@@ -583,13 +583,19 @@ void Fs::Fsync(fuse_req_t req, fuse_ino_t ino) {
 
 // ---- heads: saving, snapshots, gc -------------------------------------------------------------
 
-// Collects every chunk that only memory knows about (heads' files, open streams,
-// uploads). REQUIRES mu_, every head's lock and every upload's lock held.
-static void CollectLive(const TreeInode& n, std::vector<chunkstore::ChunkId>* out);
+// Every chunk named by an in-memory tree: files' bases and open streams.
+static void CollectLive(const TreeInode& n, std::vector<chunkstore::ChunkId>* out) {
+  for (const ChunkRef& c : n.data.chunks) out->push_back(c.id);
+  if (n.data.stream)
+    for (const ChunkRef& c : n.data.stream->chunks()) out->push_back(c.id);
+  for (const auto& [name, c] : n.children) CollectLive(*c, out);
+}
 
-// After ENOSPC: drop pending chunks nothing references any more (data written and
-// deleted while the disk was full). Stops the world for the moment it takes.
-void Fs::Reclaim() {
+// Runs fn with the world stopped (the table, every head and every upload locked)
+// and with every chunk that only memory knows about: heads' files, open streams,
+// uploads. Used by gc and by the disk-full reclaim.
+template <typename Fn>
+auto Fs::WithWorldStopped(Fn fn) {
   std::lock_guard<std::mutex> l(mu_);
   std::vector<std::unique_lock<std::mutex>> held;
   std::vector<chunkstore::ChunkId> live;
@@ -601,7 +607,15 @@ void Fs::Reclaim() {
     held.emplace_back(u->mu);
     for (const ChunkRef& c : u->writer->chunks()) live.push_back(c.id);
   }
-  uint64_t dropped = repo_->DiscardPending(live);
+  return fn(live);
+}
+
+// After ENOSPC: drop pending chunks nothing references any more (data written and
+// deleted while the disk was full).
+void Fs::Reclaim() {
+  uint64_t dropped = WithWorldStopped([&](const std::vector<chunkstore::ChunkId>& live) {
+    return repo_->DiscardPending(live);
+  });
   if (dropped) fprintf(stderr, "coffer: disk full: dropped %llu bytes of deleted, unsaved data\n",
                        (unsigned long long)dropped);
 }
@@ -642,29 +656,14 @@ Result<chunkstore::SnapshotInfo> Fs::Snapshot(const std::string& set, const std:
   return info;
 }
 
-void CollectLive(const TreeInode& n, std::vector<chunkstore::ChunkId>* out) {
-  for (const ChunkRef& c : n.data.chunks) out->push_back(c.id);
-  if (n.data.stream)
-    for (const ChunkRef& c : n.data.stream->chunks()) out->push_back(c.id);
-  for (const auto& [name, c] : n.children) CollectLive(*c, out);
-}
 
 // Stop-the-world gc: every head is saved and held, every upload held, and the
 // chunks only they know about are passed to the repository as live.
 Result<chunkstore::GcReport> Fs::Gc() {
   RETURN_IF_ERROR(SaveHeads(true));
-  std::lock_guard<std::mutex> l(mu_);
-  std::vector<std::unique_lock<std::mutex>> held;
-  std::vector<chunkstore::ChunkId> live;
-  for (auto& [name, t] : heads_) {
-    held.emplace_back(t->mu());
-    CollectLive(*t->root(), &live);
-  }
-  for (auto& [name, u] : uploads_) {
-    held.emplace_back(u->mu);
-    for (const ChunkRef& c : u->writer->chunks()) live.push_back(c.id);
-  }
-  auto r = repo_->Gc(nullptr, live);
+  auto r = WithWorldStopped([&](const std::vector<chunkstore::ChunkId>& live) {
+    return repo_->Gc(nullptr, live);
+  });
   if (r.ok() && audit_)
     audit_->Note("gc", {{"packs_deleted", std::to_string(r->packs_deleted)},
                           {"bytes_freed", std::to_string(r->bytes_freed)}});
