@@ -80,20 +80,20 @@ int RunServe(Globals& g, ServeArgs a, const std::vector<std::string>& given) {
   if (!a.htpasswd.empty()) ro.htpasswd = a.htpasswd;
   if (!a.access.empty()) ro.access = a.access;
   if (a.read_only) ro.read_only = true;
-  if (int rc = EmbeddedDefault(g); rc != kExitOk) return rc;
-  mkdir(a.mount.c_str(), 0755);
-  char* abs = realpath(a.mount.c_str(), nullptr);
-  if (!abs) return Fail(g, Status::FromErrno("mount point `" + a.mount + "`", errno));
-  std::string mountpoint = abs;
-  free(abs);
-
   // Signals are taken by one thread with sigwait; every other thread blocks them.
+  // Blocked before anything starts threads (the embedded init opens RocksDB).
   sigset_t sigs;
   sigemptyset(&sigs);
   sigaddset(&sigs, SIGINT);
   sigaddset(&sigs, SIGTERM);
   sigaddset(&sigs, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  if (int rc = EmbeddedDefault(g); rc != kExitOk) return rc;
+  mkdir(a.mount.c_str(), 0755);
+  char* abs = realpath(a.mount.c_str(), nullptr);
+  if (!abs) return Fail(g, Status::FromErrno("mount point `" + a.mount + "`", errno));
+  std::string mountpoint = abs;
+  free(abs);
 
   auto repo = OpenRepo(g, false);
   if (!repo.ok()) return Fail(g, repo.status());
@@ -110,6 +110,8 @@ int RunServe(Globals& g, ServeArgs a, const std::vector<std::string>& given) {
   mo.handle_signals = false;
   mo.stop = &stop;
   mo.audit_log = g.audit_log;
+  if (mo.audit_log.empty())
+    if (const char* env = getenv("COFFER_AUDIT_LOG"); env) mo.audit_log = env;
   mo.on_mounted = [&] {
     auto r = cofferregistry::Registry::Start(ro);
     std::lock_guard<std::mutex> l(reg_mu);

@@ -237,9 +237,11 @@ Result<SnapshotInfo> RepositoryImpl::Backup(const std::vector<std::string>& path
   // A path given twice, or inside another given directory, is backed up once.
   std::sort(abs.begin(), abs.end());
   std::vector<std::string> roots;
-  for (const std::string& a : abs)
-    if (roots.empty() || (a != roots.back() && a.rfind(roots.back() + "/", 0) != 0))
-      roots.push_back(a);
+  for (const std::string& a : abs) {
+    bool inside = false;  // sorted order does not put a/f right after a ("a-x" sorts between)
+    for (const std::string& r : roots) inside = inside || a == r || a.rfind(r + "/", 0) == 0;
+    if (!inside) roots.push_back(a);
+  }
   abs = std::move(roots);
   BackupRun run(cdc_.get(), writer_.get(), progress);
   auto parent = FindSnapshotRoot(std::string(set) + "@latest");

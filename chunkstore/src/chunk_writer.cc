@@ -23,6 +23,12 @@ Result<ChunkRef> ChunkWriter::Add(RecordKind kind, std::string_view data, bool* 
   return ref;
 }
 
+Status ChunkWriter::AddRef(RecordKind kind, std::string_view data, ChunkRef* ref) {
+  *ref = ChunkRef{keys_->chunk_id.Compute(data), static_cast<uint32_t>(data.size())};
+  std::lock_guard<std::mutex> l(mu_);
+  return AddLocked(kind, ref->id, data, false, nullptr);
+}
+
 Status ChunkWriter::AddForced(RecordKind kind, const ChunkId& id, std::string_view data) {
   std::lock_guard<std::mutex> l(mu_);
   return AddLocked(kind, id, data, true, nullptr);

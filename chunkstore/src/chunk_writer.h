@@ -41,6 +41,10 @@ class ChunkWriter {
 
   // Stores `data` as one chunk unless a chunk with the same id exists.
   Result<ChunkRef> Add(RecordKind kind, std::string_view data, bool* is_new = nullptr);
+  // Like Add, but fills *ref even when it fails: a failure here is a failed pack
+  // write, and the chunk is kept (pending) all the same, to be written by the next
+  // call. Streaming callers use it to stay consistent across ENOSPC.
+  Status AddRef(RecordKind kind, std::string_view data, ChunkRef* ref);
   // Stores a chunk whose id is known, even if the index has it (repacking).
   Status AddForced(RecordKind kind, const ChunkId& id, std::string_view data);
   // Everything added so far is durable and indexed when this returns OK.

@@ -17,16 +17,17 @@ class ContentWriterImpl : public ContentWriter {
  public:
   ContentWriterImpl(const FastCdc* cdc, ChunkWriter* w) : cdc_(cdc), w_(w) {}
 
+  // The bytes are always taken; an error (a failed pack write, ENOSPC) is
+  // reported, but the chunks cut so far are kept by the writer and the next call
+  // carries on where this one stopped.
   Status Append(std::string_view data) override {
-    RETURN_IF_ERROR(error_);
     buf_.append(data);
     size_ += data.size();
-    return error_ = Cut(false);
+    return Cut(false);
   }
 
   Result<std::vector<ChunkRef>> Finish() override {
-    RETURN_IF_ERROR(error_);
-    RETURN_IF_ERROR(error_ = Cut(true));
+    RETURN_IF_ERROR(Cut(true));
     return std::move(chunks_);
   }
 
@@ -40,9 +41,11 @@ class ContentWriterImpl : public ContentWriter {
       size_t n = cdc_->NextChunk(reinterpret_cast<const uint8_t*>(buf_.data()) + pos_,
                                  buf_.size() - pos_, eof);
       if (n == 0) break;
-      ASSIGN_OR_RETURN(ChunkRef ref, w_->Add(RecordKind::kData, std::string_view(buf_).substr(pos_, n)));
-      chunks_.push_back(ref);
+      ChunkRef ref;
+      Status st = w_->AddRef(RecordKind::kData, std::string_view(buf_).substr(pos_, n), &ref);
+      chunks_.push_back(ref);  // kept by the writer even when st failed
       pos_ += n;
+      RETURN_IF_ERROR(st);
     }
     if (pos_ > (1u << 20)) {  // compact now and then, not on every chunk
       buf_.erase(0, pos_);
@@ -57,7 +60,6 @@ class ContentWriterImpl : public ContentWriter {
   size_t pos_ = 0;
   uint64_t size_ = 0;
   std::vector<ChunkRef> chunks_;
-  Status error_;
 };
 
 }  // namespace

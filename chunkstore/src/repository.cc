@@ -469,6 +469,7 @@ Result<SnapshotRoot> RepositoryImpl::FindSnapshotRoot(std::string_view ref) {
   std::string set(ref.substr(0, at));
   std::string id = at == std::string_view::npos ? "latest" : std::string(ref.substr(at + 1));
   if (set.empty()) return Status::InvalidArgument("`" + std::string(ref) + "`: no set name (want SET[@ID])");
+  if (id.empty()) return Status::InvalidArgument("`" + std::string(ref) + "`: no snapshot id after '@'");
   ASSIGN_OR_RETURN(auto roots, LoadSnapshotRoots());
   std::vector<SnapshotRoot*> match;
   for (SnapshotRoot& r : roots) {

@@ -271,7 +271,7 @@ void Fs::RenameUpload(fuse_req_t req, const std::shared_ptr<Node>& from, const s
     }
   }
   if (to->kind != Kind::kShaDir) return (void)fuse_reply_err(req, EXDEV);
-  std::lock_guard<std::mutex> ul(u->mu);
+  std::unique_lock<std::mutex> ul(u->mu);  // released before mu_ is taken (lock order)
   // Digest of what was written so far, without ending the stream (the context is
   // copied), so a failed rename leaves the upload appendable.
   unsigned char md[32];
@@ -290,6 +290,7 @@ void Fs::RenameUpload(fuse_req_t req, const std::shared_ptr<Node>& from, const s
   auto chunks = u->writer->Finish();
   if (!chunks.ok()) return (void)fuse_reply_err(req, Errno(chunks.status()));
   auto info = repo_->CommitBlob("sha256:" + hex, *chunks);
+  ul.unlock();
   if (!info.ok()) {
     // The stream was finished to commit it, so the upload cannot take more data:
     // drop it; the client uploads again.

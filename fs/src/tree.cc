@@ -212,8 +212,8 @@ Status FsTree::FinishStream(FileData& d) {
   if (!d.stream) return Status::OK();
   uint64_t size = d.size;
   auto chunks = d.stream->Finish();
+  if (!chunks.ok()) return chunks.status();  // the stream keeps everything: retry later
   d.stream.reset();
-  if (!chunks.ok()) return chunks.status();
   SetBase(d, std::move(chunks).value(), size);
   return Status::OK();
 }
@@ -253,16 +253,18 @@ Result<size_t> FsTree::Read(TreeInode& f, uint64_t off, size_t n, char* buf) {
 
 Status FsTree::Write(TreeInode& f, uint64_t off, std::string_view data) {
   FileData& d = f.data;
+  // The stream takes the bytes even when it reports an error (ENOSPC): the size
+  // follows what the file holds, and the error goes back to the writer.
   if (d.stream && off == d.size) {
-    RETURN_IF_ERROR(d.stream->Append(data));
+    Status st = d.stream->Append(data);
     d.size += data.size();
-    return Status::OK();
+    return st;
   }
   if (!d.stream && d.chunks.empty() && d.dirty.empty() && d.size == 0 && off == 0) {
     d.stream = repo_->NewContentWriter();
-    RETURN_IF_ERROR(d.stream->Append(data));
+    Status st = d.stream->Append(data);
     d.size = data.size();
-    return Status::OK();
+    return st;
   }
   RETURN_IF_ERROR(FinishStream(d));
   for (size_t done = 0; done < data.size();) {

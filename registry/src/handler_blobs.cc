@@ -168,7 +168,10 @@ Dispatch Handler::StartUpload(const Request& req, const Route& r, const std::str
       ok = ValidRepoName(from->second) && (!auth_ || auth_->Allowed(user, from->second, kPull)) &&
            BlobLinked(from->second, hex) && storage_->BlobSize(hex).ok();
     } else {
-      ok = storage_->BlobSize(hex).ok();  // automatic mount: the blob is in the store
+      // Automatic mount: only when there is no auth (every repository is readable
+      // by everyone anyway); with auth, knowing a digest must not give access to a
+      // blob of a repository the user cannot pull.
+      ok = !auth_ && storage_->BlobSize(hex).ok();
     }
     if (ok) {
       Status st = LinkBlob(r.name, hex);
