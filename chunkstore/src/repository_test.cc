@@ -395,6 +395,24 @@ TEST_F(DiskRepoTest, BackupRestoreKeepsContentAndMetadata) {
   EXPECT_STREQ(v, "v1");
 }
 
+// A path inside another given path is backed up once, even when a sibling sorts
+// between them ("a" < "a-x" < "a/f").
+TEST_F(DiskRepoTest, NestedAndRepeatedPathsAreBackedUpOnce) {
+  fs::create_directories(src_ + "/a");
+  fs::create_directories(src_ + "/a-x");
+  WriteFile(src_ + "/a/f", "inside");
+  WriteFile(src_ + "/a-x/g", "beside");
+  auto repo = Open();
+  auto s = repo->Backup({src_ + "/a", src_ + "/a-x", src_ + "/a/f", src_ + "/a"}, "t", nullptr);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(s->files, 2u);
+  std::string out = tmp_.path() + "/o";
+  ASSERT_TRUE(repo->Restore("t", out, {}, nullptr).ok());
+  EXPECT_EQ(ReadFile(out + src_ + "/a/f"), "inside");
+  EXPECT_EQ(ReadFile(out + src_ + "/a-x/g"), "beside");
+  EXPECT_EQ(repo->FindSnapshot("t@").status().code(), Code::kInvalidArgument);
+}
+
 TEST_F(DiskRepoTest, UnchangedTreeIsNotReadAgain) {
   for (int i = 0; i < 50; ++i) WriteFile(src_ + "/f" + std::to_string(i), RandomData(20000, i));
   auto repo = Open();
