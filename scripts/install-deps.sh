@@ -11,7 +11,7 @@ BUILD=(build-essential cmake pkg-config git
        libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev libcrypt-dev)
 RUNTIME=(fuse3 attr acl xxd jq python3 rsync clang-14 libclang-rt-14-dev busybox-static
          apache2-utils docker.io skopeo podman)
-BENCH=(restic borgbackup python3-llfuse casync debootstrap)   # python3-llfuse: `borg mount`
+BENCH=(restic borgbackup python3-llfuse casync debootstrap docker-registry)   # python3-llfuse: `borg mount`; docker-registry: bench/registry_bench.sh
 
 want=("${BUILD[@]}" "${RUNTIME[@]}")
 [[ ${COFFER_WITH_BENCH:-0} == 1 ]] && want+=("${BENCH[@]}")

@@ -40,7 +40,12 @@ struct Limits {
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(tcp::socket socket, Handler* handler, Limits limits)
-      : stream_(std::move(socket)), handler_(handler), limits_(limits), buf_(kBodyBuffer) {}
+      : stream_(std::move(socket)), handler_(handler), limits_(limits), buf_(kBodyBuffer) {
+    // Beast reads max(512, capacity - size) bytes per call into the dynamic
+    // buffer: without capacity an upload arrives 512 bytes at a time (a 230 MB
+    // push became 450k FUSE writes).
+    in_.reserve(kBodyBuffer);
+  }
 
   void Start() {
     asio::dispatch(stream_.get_executor(), beast::bind_front_handler(&Session::ReadHead, shared_from_this()));
