@@ -17,12 +17,15 @@ namespace {
 // Text-like data that compresses roughly as a rootfs does (~3x with zstd -3).
 std::string MakeData(size_t n) {
   std::mt19937_64 rng(42);
-  static const char* words[] = {"usr", "lib", "share", "doc", "the ", "and ", "copyright",
-                                "\n", "0x", "ELF", "libc.so.6", "GLIBC_2.34", "    "};
+  static const char* words[] = {"usr",       "lib",        "share", "doc", "the ",
+                                "and ",      "copyright",  "\n",    "0x",  "ELF",
+                                "libc.so.6", "GLIBC_2.34", "    "};
   std::string s;
   while (s.size() < n) {
-    if (rng() % 4 == 0) s.push_back(static_cast<char>(rng()));
-    else s += words[rng() % 13];
+    if (rng() % 4 == 0)
+      s.push_back(static_cast<char>(rng()));
+    else
+      s += words[rng() % 13];
   }
   s.resize(n);
   return s;

@@ -1,7 +1,5 @@
 #include "cli_util.h"
 
-#include "fs/mount.h"
-
 #include <fcntl.h>
 #include <termios.h>
 #include <unistd.h>
@@ -12,6 +10,8 @@
 #include <iostream>
 #include <sstream>
 
+#include "fs/mount.h"
+
 namespace coffer {
 
 using chunkstore::Code;
@@ -21,8 +21,7 @@ using chunkstore::Status;
 int Fail(const Globals& g, const Status& st) {
   int code = kExitFail;
   if (st.code() == Code::kUnavailable) code = kExitBusy;
-  if (st.code() == Code::kPermissionDenied &&
-      st.message().rfind("wrong passphrase", 0) == 0)
+  if (st.code() == Code::kPermissionDenied && st.message().rfind("wrong passphrase", 0) == 0)
     code = kExitBadKey;
   return FailMsg(g, st.message(), code);
 }

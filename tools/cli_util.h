@@ -22,8 +22,8 @@ struct Globals {
   std::string key_file;         // --key-file
   bool json = false;
   bool quiet = false;
-  double lock_wait = 0;         // seconds
-  std::string audit_log;        // --audit-log, else $COFFER_AUDIT_LOG; empty: none
+  double lock_wait = 0;   // seconds
+  std::string audit_log;  // --audit-log, else $COFFER_AUDIT_LOG; empty: none
 };
 
 // Appends an event to the audit log, if one is configured; a failure is reported

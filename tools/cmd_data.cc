@@ -16,7 +16,8 @@ using chunkstore::Status;
 
 Result<size_t> ReadFd(int fd, char* buf, size_t n, const std::string& name) {
   ssize_t r;
-  do r = read(fd, buf, n); while (r < 0 && errno == EINTR);
+  do r = read(fd, buf, n);
+  while (r < 0 && errno == EINTR);
   if (r < 0) return Status::FromErrno("read `" + name + "`", errno);
   return static_cast<size_t>(r);
 }
@@ -32,8 +33,10 @@ int RunPut(Globals& g, const std::string& file) {
   bar.Finish();
   if (fd != STDIN_FILENO) close(fd);
   if (!info.ok()) return Fail(g, info.status());
-  if (g.json) PrintJson({{"digest", info->digest}, {"size", info->size}, {"new_bytes", info->new_bytes}});
-  else std::printf("%s\n", info->digest.c_str());
+  if (g.json)
+    PrintJson({{"digest", info->digest}, {"size", info->size}, {"new_bytes", info->new_bytes}});
+  else
+    std::printf("%s\n", info->digest.c_str());
   return kExitOk;
 }
 
@@ -71,8 +74,10 @@ int RunBlobs(Globals& g) {
   if (!list.ok()) return Fail(g, list.status());
   nlohmann::json j = nlohmann::json::array();
   for (const auto& b : *list) {
-    if (g.json) j.push_back({{"digest", b.digest}, {"size", b.size}});
-    else std::printf("%s %12llu\n", b.digest.c_str(), (unsigned long long)b.size);
+    if (g.json)
+      j.push_back({{"digest", b.digest}, {"size", b.size}});
+    else
+      std::printf("%s %12llu\n", b.digest.c_str(), (unsigned long long)b.size);
   }
   if (g.json) PrintJson(j);
   return kExitOk;
@@ -88,9 +93,18 @@ std::string TimeString(int64_t ns) {
 }
 
 nlohmann::json SnapshotJson(const chunkstore::SnapshotInfo& s) {
-  return {{"id", s.id}, {"set", s.set}, {"tag", s.tag}, {"time", TimeString(s.time_ns)}, {"time_ns", s.time_ns},
-          {"host", s.host}, {"paths", s.paths}, {"files", s.files}, {"dirs", s.dirs},
-          {"bytes", s.bytes}, {"new_bytes", s.new_bytes}, {"files_read", s.files_read}};
+  return {{"id", s.id},
+          {"set", s.set},
+          {"tag", s.tag},
+          {"time", TimeString(s.time_ns)},
+          {"time_ns", s.time_ns},
+          {"host", s.host},
+          {"paths", s.paths},
+          {"files", s.files},
+          {"dirs", s.dirs},
+          {"bytes", s.bytes},
+          {"new_bytes", s.new_bytes},
+          {"files_read", s.files_read}};
 }
 
 int RunBackup(Globals& g, const std::vector<std::string>& paths, const std::string& set) {
@@ -100,7 +114,8 @@ int RunBackup(Globals& g, const std::vector<std::string>& paths, const std::stri
   auto info = (*repo)->Backup(paths, set, bar.Fn());
   bar.Finish();
   if (!info.ok()) return Fail(g, info.status());
-  if (g.json) PrintJson(SnapshotJson(*info));
+  if (g.json)
+    PrintJson(SnapshotJson(*info));
   else
     std::printf("snapshot %s@%s saved: %llu files (%llu read, rest unchanged), %s, %s new\n",
                 info->set.c_str(), info->id.c_str(), (unsigned long long)info->files,
@@ -115,13 +130,18 @@ int RunSnapshots(Globals& g, const std::string& set) {
   auto list = (*repo)->ListSnapshots(set);
   if (!list.ok()) return Fail(g, list.status());
   nlohmann::json j = nlohmann::json::array();
-  if (!g.json) std::printf("%-16s %-20s %-16s %10s %12s  %s\n", "ID", "TIME", "SET", "FILES", "SIZE", "PATHS");
+  if (!g.json)
+    std::printf("%-16s %-20s %-16s %10s %12s  %s\n", "ID", "TIME", "SET", "FILES", "SIZE", "PATHS");
   for (const auto& s : *list) {
-    if (g.json) { j.push_back(SnapshotJson(s)); continue; }
+    if (g.json) {
+      j.push_back(SnapshotJson(s));
+      continue;
+    }
     std::string paths;
     for (const auto& p : s.paths) paths += (paths.empty() ? "" : " ") + p;
     std::printf("%-16s %-20s %-16s %10llu %12s  %s\n", s.id.c_str(), TimeString(s.time_ns).c_str(),
-                s.set.c_str(), (unsigned long long)s.files, HumanBytes(s.bytes).c_str(), paths.c_str());
+                s.set.c_str(), (unsigned long long)s.files, HumanBytes(s.bytes).c_str(),
+                paths.c_str());
   }
   if (g.json) PrintJson(j);
   return kExitOk;
@@ -138,10 +158,14 @@ int RunRestore(Globals& g, const std::string& ref, const std::string& target, bo
   Status st = (*repo)->Restore(snap->set + "@" + snap->id, target, o, bar.Fn());
   bar.Finish();
   if (!st.ok()) return Fail(g, st);
-  if (g.json) PrintJson({{"restored", snap->set + "@" + snap->id}, {"target", target},
-                         {"files", snap->files}, {"bytes", snap->bytes}});
-  else std::printf("restored %s@%s to %s: %llu files, %s\n", snap->set.c_str(), snap->id.c_str(),
-                   target.c_str(), (unsigned long long)snap->files, HumanBytes(snap->bytes).c_str());
+  if (g.json)
+    PrintJson({{"restored", snap->set + "@" + snap->id},
+               {"target", target},
+               {"files", snap->files},
+               {"bytes", snap->bytes}});
+  else
+    std::printf("restored %s@%s to %s: %llu files, %s\n", snap->set.c_str(), snap->id.c_str(),
+                target.c_str(), (unsigned long long)snap->files, HumanBytes(snap->bytes).c_str());
   return kExitOk;
 }
 
@@ -152,8 +176,11 @@ int RunForget(Globals& g, const std::string& ref) {
   Status st = snap.ok() ? (*repo)->Forget(ref) : snap.status();
   if (!st.ok()) return Fail(g, st);
   Audit(g, "forget", {{"snapshot", snap->set + "@" + snap->id}});
-  if (g.json) PrintJson({{"forgotten", snap->set + "@" + snap->id}});
-  else std::printf("forgot snapshot %s@%s (run `coffer gc` to free its space)\n", snap->set.c_str(), snap->id.c_str());
+  if (g.json)
+    PrintJson({{"forgotten", snap->set + "@" + snap->id}});
+  else
+    std::printf("forgot snapshot %s@%s (run `coffer gc` to free its space)\n", snap->set.c_str(),
+                snap->id.c_str());
   return kExitOk;
 }
 
@@ -191,10 +218,12 @@ void AddDataCommands(CLI::App& app, Globals& g, int* rc) {
   auto target = std::make_shared<std::string>();
   auto no_owner = std::make_shared<bool>(false);
   auto* restore = app.add_subcommand("restore", "restore SET[@ID] into DIR");
-  restore->add_option("snapshot", *ref, "SET, SET@latest or SET@ID (a unique prefix will do)")->required();
+  restore->add_option("snapshot", *ref, "SET, SET@latest or SET@ID (a unique prefix will do)")
+      ->required();
   restore->add_option("target", *target, "directory to restore into")->required();
   restore->add_flag("--no-owner", *no_owner, "do not restore owners (default: restore as root)");
-  restore->callback([&g, rc, ref, target, no_owner] { *rc = RunRestore(g, *ref, *target, *no_owner); });
+  restore->callback(
+      [&g, rc, ref, target, no_owner] { *rc = RunRestore(g, *ref, *target, *no_owner); });
 
   auto fref = std::make_shared<std::string>();
   auto* forget = app.add_subcommand("forget", "remove one snapshot (gc frees its space)");

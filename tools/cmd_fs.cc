@@ -29,8 +29,11 @@ Result<uint64_t> ParseDuration(const std::string& s) {
     pos = 0;
   }
   std::string unit = s.substr(pos);
-  double mult = unit.empty() || unit == "s" ? 1000 : unit == "ms" ? 1 : unit == "m" || unit == "min" ? 60000
-              : unit == "h" ? 3600000 : -1;
+  double mult = unit.empty() || unit == "s"    ? 1000
+                : unit == "ms"                 ? 1
+                : unit == "m" || unit == "min" ? 60000
+                : unit == "h"                  ? 3600000
+                                               : -1;
   if (pos == 0 || v < 0 || mult < 0)
     return Status::InvalidArgument("`" + s + "` is not a duration (e.g. 90s, 10m, 1h)");
   return static_cast<uint64_t>(v * mult);
@@ -133,18 +136,21 @@ int RunSnapshot(Globals& g, const std::string& set, const std::string& name) {
   if (reply.ok()) {
     j = nlohmann::json::parse(*reply, nullptr, false);
     if (j.is_discarded() || !j.value("ok", false))
-      return FailMsg(g, "snapshot " + set + ": " + (j.is_discarded() ? *reply : j.value("error", "")));
+      return FailMsg(g,
+                     "snapshot " + set + ": " + (j.is_discarded() ? *reply : j.value("error", "")));
   } else {  // no daemon: seal the saved head offline
     auto repo = OpenRepo(g, false);
     if (!repo.ok()) return Fail(g, repo.status());
     auto info = (*repo)->SnapshotHead(set, name);
     if (!info.ok()) return Fail(g, info.status());
-    j = {{"ok", true}, {"id", info->id}, {"set", info->set}, {"tag", info->tag},
-         {"files", info->files}, {"bytes", info->bytes}};
+    j = {{"ok", true},       {"id", info->id},       {"set", info->set},
+         {"tag", info->tag}, {"files", info->files}, {"bytes", info->bytes}};
   }
   if (!reply.ok()) Audit(g, "snapshot", {{"set", set}, {"id", j.value("id", "")}, {"tag", name}});
-  if (g.json) PrintJson(j);
-  else std::printf("snapshot %s@%s saved\n", set.c_str(), j.value("id", "").c_str());
+  if (g.json)
+    PrintJson(j);
+  else
+    std::printf("snapshot %s@%s saved\n", set.c_str(), j.value("id", "").c_str());
   return kExitOk;
 }
 
@@ -152,8 +158,10 @@ int RunAuditVerify(Globals& g, const std::string& file) {
   size_t lines = 0;
   Status st = cofferfs::VerifyAuditLog(file, &lines);
   if (!st.ok()) return Fail(g, st);
-  if (g.json) PrintJson({{"ok", true}, {"lines", lines}});
-  else std::printf("audit log %s: %zu lines, chain intact\n", file.c_str(), lines);
+  if (g.json)
+    PrintJson({{"ok", true}, {"lines", lines}});
+  else
+    std::printf("audit log %s: %zu lines, chain intact\n", file.c_str(), lines);
   return kExitOk;
 }
 
@@ -166,7 +174,8 @@ std::optional<nlohmann::json> AskDaemon(const Globals& g, const nlohmann::json& 
   auto reply = cofferfs::ControlRequest(cofferfs::ControlSocketPath(*dir), req.dump());
   if (!reply.ok()) return std::nullopt;
   auto j = nlohmann::json::parse(*reply, nullptr, false);
-  if (j.is_discarded()) return nlohmann::json({{"ok", false}, {"error", "malformed daemon reply: " + *reply}});
+  if (j.is_discarded())
+    return nlohmann::json({{"ok", false}, {"error", "malformed daemon reply: " + *reply}});
   return j;
 }
 

@@ -89,8 +89,8 @@ int RunKeyAdd(Globals& g, const KeyArgs& a) {
   auto secret = ReadSecret(g, false, nullptr);
   if (!secret.ok()) return Fail(g, secret.status());
   std::string label = a.label;
-  chunkstore::Result<std::string> fresh = Status::InvalidArgument(
-      "key add: give --new-passphrase-file F or --new-key-file F");
+  chunkstore::Result<std::string> fresh =
+      Status::InvalidArgument("key add: give --new-passphrase-file F or --new-key-file F");
   if (!a.new_key_file.empty()) {
     if (access(a.new_key_file.c_str(), F_OK) != 0) {
       Status st = GenerateKeyFile(a.new_key_file);
@@ -106,8 +106,10 @@ int RunKeyAdd(Globals& g, const KeyArgs& a) {
   auto slot = Repository::AddKey(*dir, *secret, *fresh, label, a.cost);
   if (!slot.ok()) return Fail(g, slot.status());
   Audit(g, "key-add", {{"slot", std::to_string(*slot)}, {"label", label}});
-  if (g.json) PrintJson({{"slot", *slot}, {"label", label}});
-  else std::printf("added key in slot %d (%s)\n", *slot, label.c_str());
+  if (g.json)
+    PrintJson({{"slot", *slot}, {"label", label}});
+  else
+    std::printf("added key in slot %d (%s)\n", *slot, label.c_str());
   return kExitOk;
 }
 
@@ -119,8 +121,10 @@ int RunKeyRemove(Globals& g, const KeyArgs& a) {
   Status st = Repository::RemoveKey(*dir, *secret, a.slot);
   if (!st.ok()) return Fail(g, st);
   Audit(g, "key-remove", {{"slot", std::to_string(a.slot)}});
-  if (g.json) PrintJson({{"removed_slot", a.slot}});
-  else std::printf("removed keyslot %d\n", a.slot);
+  if (g.json)
+    PrintJson({{"removed_slot", a.slot}});
+  else
+    std::printf("removed keyslot %d\n", a.slot);
   return kExitOk;
 }
 
@@ -141,13 +145,15 @@ int RunKeyList(Globals& g) {
 int RunHeader(Globals& g, const KeyArgs& a, bool restore) {
   auto dir = RepoDir(g);
   if (!dir.ok()) return Fail(g, dir.status());
-  Status st = restore ? Repository::RestoreHeader(*dir, a.file)
-                      : Repository::ExportHeader(*dir, a.file);
+  Status st =
+      restore ? Repository::RestoreHeader(*dir, a.file) : Repository::ExportHeader(*dir, a.file);
   if (!st.ok()) return Fail(g, st);
   Audit(g, restore ? "key-restore-header" : "key-export-header", {{"file", a.file}});
-  if (g.json) PrintJson({{restore ? "restored_from" : "exported_to", a.file}});
-  else std::printf("%s %s\n", restore ? "restored the key header from" : "wrote the key header to",
-                   a.file.c_str());
+  if (g.json)
+    PrintJson({{restore ? "restored_from" : "exported_to", a.file}});
+  else
+    std::printf("%s %s\n", restore ? "restored the key header from" : "wrote the key header to",
+                a.file.c_str());
   return kExitOk;
 }
 
@@ -180,10 +186,15 @@ int RunStats(Globals& g) {
   auto s = (*repo)->GetStats();
   if (!s.ok()) return Fail(g, s.status());
   if (g.json) {
-    PrintJson({{"logical_bytes", s->logical_bytes}, {"unique_bytes", s->unique_bytes},
-               {"stored_bytes", s->stored_bytes}, {"repo_bytes", s->repo_bytes},
-               {"chunks", s->chunks}, {"packs", s->packs}, {"blobs", s->blobs},
-               {"snapshots", s->snapshots}, {"dedup_ratio", s->dedup_ratio()},
+    PrintJson({{"logical_bytes", s->logical_bytes},
+               {"unique_bytes", s->unique_bytes},
+               {"stored_bytes", s->stored_bytes},
+               {"repo_bytes", s->repo_bytes},
+               {"chunks", s->chunks},
+               {"packs", s->packs},
+               {"blobs", s->blobs},
+               {"snapshots", s->snapshots},
+               {"dedup_ratio", s->dedup_ratio()},
                {"compression_ratio", s->compression_ratio()}});
     return kExitOk;
   }
@@ -204,8 +215,13 @@ int RunStats(Globals& g) {
 
 int ReportCheck(Globals& g, const chunkstore::CheckReport& r, bool data) {
   if (g.json) {
-    PrintJson({{"ok", r.ok()}, {"packs", r.packs}, {"records", r.records}, {"chunks", r.chunks},
-               {"bytes_read", r.bytes_read}, {"read_data", data}, {"problems", r.problems}});
+    PrintJson({{"ok", r.ok()},
+               {"packs", r.packs},
+               {"records", r.records},
+               {"chunks", r.chunks},
+               {"bytes_read", r.bytes_read},
+               {"read_data", data},
+               {"problems", r.problems}});
   } else {
     for (const std::string& p : r.problems) std::printf("damaged: %s\n", p.c_str());
     std::printf("%s: %llu packs, %llu records, %llu chunks, %s read%s\n",
@@ -241,7 +257,8 @@ int RunRepair(Globals& g) {
   auto r = Repository::RebuildIndex(*dir, {}, bar.Fn());
   bar.Finish();
   if (!r.ok()) return Fail(g, r.status());
-  if (g.json) PrintJson({{"packs", r->packs}, {"chunks", r->chunks}, {"problems", r->problems}});
+  if (g.json)
+    PrintJson({{"packs", r->packs}, {"chunks", r->chunks}, {"problems", r->problems}});
   else {
     for (const auto& p : r->problems) std::printf("skipped: %s\n", p.c_str());
     std::printf("rebuilt the index: %llu packs, %llu chunks\n", (unsigned long long)r->packs,
@@ -253,10 +270,12 @@ int RunRepair(Globals& g) {
 int RunGc(Globals& g) {
   if (auto d = AskDaemon(g, {{"verb", "gc"}})) {  // the daemon holds the repository
     if (!d->value("ok", false)) return FailMsg(g, "gc: " + d->value("error", ""));
-    if (g.json) PrintJson(*d);
-    else std::printf("gc (by the mount daemon): %s freed, %llu packs deleted\n",
-                     HumanBytes(d->value("bytes_freed", 0ull)).c_str(),
-                     (unsigned long long)d->value("packs_deleted", 0ull));
+    if (g.json)
+      PrintJson(*d);
+    else
+      std::printf("gc (by the mount daemon): %s freed, %llu packs deleted\n",
+                  HumanBytes(d->value("bytes_freed", 0ull)).c_str(),
+                  (unsigned long long)d->value("packs_deleted", 0ull));
     return kExitOk;
   }
   auto repo = OpenRepo(g, false);
@@ -265,11 +284,14 @@ int RunGc(Globals& g) {
   auto r = (*repo)->Gc(bar.Fn());
   bar.Finish();
   if (!r.ok()) return Fail(g, r.status());
-  Audit(g, "gc", {{"packs_deleted", std::to_string(r->packs_deleted)},
-                  {"bytes_freed", std::to_string(r->bytes_freed)}});
+  Audit(g, "gc",
+        {{"packs_deleted", std::to_string(r->packs_deleted)},
+         {"bytes_freed", std::to_string(r->bytes_freed)}});
   if (g.json)
-    PrintJson({{"live_chunks", r->live_chunks}, {"dead_chunks", r->dead_chunks},
-               {"packs_deleted", r->packs_deleted}, {"packs_repacked", r->packs_repacked},
+    PrintJson({{"live_chunks", r->live_chunks},
+               {"dead_chunks", r->dead_chunks},
+               {"packs_deleted", r->packs_deleted},
+               {"packs_repacked", r->packs_repacked},
                {"bytes_freed", r->bytes_freed}});
   else
     std::printf("gc: %llu live chunks, %llu dead; %llu packs deleted (%llu repacked), %s freed\n",
@@ -290,7 +312,8 @@ void AddRepoCommands(CLI::App& app, Globals& g, int* rc) {
     *rc = RunStats(g);
   });
   auto read_data = std::make_shared<bool>(false);
-  auto* check = app.add_subcommand("check", "verify the repository (no key needed without --read-data)");
+  auto* check =
+      app.add_subcommand("check", "verify the repository (no key needed without --read-data)");
   check->add_flag("--read-data", *read_data, "decrypt and verify every record; name damaged files");
   check->callback([&g, rc, read_data] { *rc = RunCheck(g, *read_data); });
   auto rebuild = std::make_shared<bool>(false);

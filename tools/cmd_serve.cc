@@ -37,7 +37,8 @@ Status ApplyConfig(const std::string& path, ServeArgs* a, cofferregistry::Regist
   std::ifstream in(path);
   if (!in) return Status::FromErrno("read config `" + path + "`", errno);
   auto j = nlohmann::json::parse(in, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return Status::InvalidArgument("config `" + path + "` is not a JSON object");
+  if (j.is_discarded() || !j.is_object())
+    return Status::InvalidArgument("config `" + path + "` is not a JSON object");
   try {
     if (j.contains("mount")) a->mount = j["mount"].get<std::string>();
     if (auto reg = j.value("registry", nlohmann::json::object()); reg.is_object()) {
@@ -121,7 +122,8 @@ int RunServe(Globals& g, ServeArgs a, const std::vector<std::string>& given) {
       return;
     }
     reg = std::move(r).value();
-    std::fprintf(stderr, "coffer: serving %s: mounted at %s, registry on http://%s (Ctrl-C stops)\n",
+    std::fprintf(stderr,
+                 "coffer: serving %s: mounted at %s, registry on http://%s (Ctrl-C stops)\n",
                  repo_dir.c_str(), mountpoint.c_str(), reg->address().c_str());
   };
   std::thread waiter([&] {

@@ -12,7 +12,8 @@ namespace coffer {
 
 // Each Add* registers subcommands whose callbacks store their exit code in *rc.
 void AddRepoCommands(CLI::App& app, Globals& g, int* rc);  // init key stats check repair gc
-void AddDataCommands(CLI::App& app, Globals& g, int* rc);  // put cat blobs backup snapshots restore forget
+void AddDataCommands(CLI::App& app, Globals& g,
+                     int* rc);  // put cat blobs backup snapshots restore forget
 void AddFsCommands(CLI::App& app, Globals& g, int* rc);    // mount umount snapshot audit
 void AddServeCommand(CLI::App& app, Globals& g, int* rc);  // serve
 

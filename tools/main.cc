@@ -15,7 +15,8 @@ int main(int argc, char** argv) {
   app.add_option("--key-file", g.key_file, "unlock with this key file's contents");
   app.add_flag("--json", g.json, "machine-readable output on stdout");
   app.add_flag("-q,--quiet", g.quiet, "no progress display");
-  app.add_option("--audit-log", g.audit_log, "append audit events here (default: $COFFER_AUDIT_LOG)");
+  app.add_option("--audit-log", g.audit_log,
+                 "append audit events here (default: $COFFER_AUDIT_LOG)");
   app.add_option("--lock-wait", g.lock_wait,
                  "seconds to wait for another writer to finish (default 0: fail at once)");
   coffer::AddRepoCommands(app, g, &rc);

@@ -35,10 +35,13 @@ std::string HostName() {
 class FdCloser {
  public:
   explicit FdCloser(int fd) : fd_(fd) {}
-  ~FdCloser() { if (fd_ >= 0) close(fd_); }
+  ~FdCloser() {
+    if (fd_ >= 0) close(fd_);
+  }
   FdCloser(const FdCloser&) = delete;
   FdCloser& operator=(const FdCloser&) = delete;
   int get() const { return fd_; }
+
  private:
   int fd_;
 };
@@ -128,9 +131,8 @@ class BackupRun {
     info.bytes += e.size;
     Report(abs);
     auto p = parent.find(e.path);
-    if (p != parent.end() && p->second.first.inode == e.inode &&
-        p->second.first.size == e.size && p->second.first.mtime == e.mtime_ns &&
-        p->second.first.ctime == e.ctime_ns) {
+    if (p != parent.end() && p->second.first.inode == e.inode && p->second.first.size == e.size &&
+        p->second.first.mtime == e.mtime_ns && p->second.first.ctime == e.ctime_ns) {
       e.chunks = p->second.second;
       done_bytes_ += e.size;
       return Emit(std::move(e));
@@ -170,7 +172,8 @@ class BackupRun {
     uint64_t total = 0;
     auto read = [&](char* buf, size_t n) -> Result<size_t> {
       ssize_t r;
-      do r = ::read(fd.get(), buf, n); while (r < 0 && errno == EINTR);
+      do r = ::read(fd.get(), buf, n);
+      while (r < 0 && errno == EINTR);
       if (r < 0) return Status::FromErrno("read `" + abs + "`", errno);
       return static_cast<size_t>(r);
     };
@@ -216,7 +219,8 @@ Result<std::string> Absolute(const std::string& p) {
   if (r == nullptr) return Status::FromErrno("back up `" + p + "`", errno);
   std::string s(r);
   free(r);
-  if (s == "/") return Status::InvalidArgument("back up `/`: name the directories under it instead");
+  if (s == "/")
+    return Status::InvalidArgument("back up `/`: name the directories under it instead");
   return s;
 }
 
@@ -248,7 +252,8 @@ Result<SnapshotInfo> RepositoryImpl::Backup(const std::vector<std::string>& path
   if (parent.ok()) {
     RETURN_IF_ERROR(ForEachEntry(*parent, [&](TreeEntry& e) {
       if (e.type == EntryType::kFile)
-        run.parent[e.path] = {FileKey{e.inode, e.size, e.mtime_ns, e.ctime_ns}, std::move(e.chunks)};
+        run.parent[e.path] = {FileKey{e.inode, e.size, e.mtime_ns, e.ctime_ns},
+                              std::move(e.chunks)};
       return Status::OK();
     }));
   } else if (!parent.status().IsNotFound()) {
@@ -273,7 +278,8 @@ Result<SnapshotInfo> RepositoryImpl::Backup(const std::vector<std::string>& path
   SnapshotRoot root{info, run.tree().length(), std::move(run.tree().chunks())};
   std::string plain;
   EncodeSnapshotRoot(root, &plain);
-  RETURN_IF_ERROR(WriteRoot(RootKind::kSnapshot, std::string(kSnapshotRootsDir) + "/" + info.id, plain));
+  RETURN_IF_ERROR(
+      WriteRoot(RootKind::kSnapshot, std::string(kSnapshotRootsDir) + "/" + info.id, plain));
   return info;
 }
 

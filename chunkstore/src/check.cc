@@ -22,7 +22,8 @@ bool ParsePackName(std::string_view name, PackId* id) {
 Result<std::vector<std::string>> ListPackFiles(Env* env, const std::string& dir) {
   std::vector<std::string> out;
   auto subs = env->GetChildren(JoinPath(dir, kPacksDir));
-  if (!subs.ok()) return subs.status().IsNotFound() ? out : Result<std::vector<std::string>>(subs.status());
+  if (!subs.ok())
+    return subs.status().IsNotFound() ? out : Result<std::vector<std::string>>(subs.status());
   for (const std::string& s : *subs) {
     if (s.size() != 2) continue;
     ASSIGN_OR_RETURN(auto files, env->GetChildren(JoinPath(dir, std::string(kPacksDir) + "/" + s)));
@@ -54,7 +55,8 @@ Status ScanPack(Env* env, const std::string& dir, const std::string& rel,
   std::vector<PackRecordPos> pos;
   Status trailer = Status::Corruption("pack " + rel + ": too short for a trailer");
   if (n >= kPackHeaderSize + kTrailerFixedSize) {
-    auto cnt = DecodeTrailerTail(std::string_view(data).substr(n - kTrailerFixedSize), "pack " + rel);
+    auto cnt =
+        DecodeTrailerTail(std::string_view(data).substr(n - kTrailerFixedSize), "pack " + rel);
     trailer = cnt.status();
     if (cnt.ok()) {
       uint64_t tlen = 12ull * *cnt + kTrailerFixedSize;
@@ -115,16 +117,19 @@ struct StructureCheck {
       ParsePackName(rel.substr(rel.rfind('/') + 1), &id);
       packs_on_disk.insert(id);
       uint64_t size = 0;
-      Status st = ScanPack(env, dir, rel, [&](const ScannedRecord& r) {
-        ++report.records;
-        if (!r.status.ok()) {
-          report.problems.push_back(r.status.message());
-          if (on_bad_record) on_bad_record(rel, r);
-          return;
-        }
-        report.chunks += r.meta.chunks.size();
-        if (on_record) on_record(rel, r);
-      }, &size);
+      Status st = ScanPack(
+          env, dir, rel,
+          [&](const ScannedRecord& r) {
+            ++report.records;
+            if (!r.status.ok()) {
+              report.problems.push_back(r.status.message());
+              if (on_bad_record) on_bad_record(rel, r);
+              return;
+            }
+            report.chunks += r.meta.chunks.size();
+            if (on_record) on_record(rel, r);
+          },
+          &size);
       if (!st.ok()) report.problems.push_back(st.message());
       ++report.packs;
       report.bytes_read += size;
@@ -179,8 +184,10 @@ Result<CheckReport> Repository::CheckStructure(const std::string& dir, const Ope
   c.progress = progress;
   std::unique_ptr<Index> index;
   auto idx = Index::Open(IndexPath(dir, opts), true, false);
-  if (idx.ok()) index = std::move(idx).value();
-  else c.report.problems.push_back(idx.status().message() + " (run `coffer repair --rebuild-index`)");
+  if (idx.ok())
+    index = std::move(idx).value();
+  else
+    c.report.problems.push_back(idx.status().message() + " (run `coffer repair --rebuild-index`)");
   RETURN_IF_ERROR(c.Run(index.get()));
   return c.report;
 }
@@ -196,49 +203,64 @@ Result<CheckReport> RepositoryImpl::CheckData(const ProgressFn& progress) {
     Status st = OpenRecord(r.bytes, r.meta, keys_->data, &plain, what);
     size_t off = 0;
     for (const ChunkRef& ch : r.meta.chunks) {
-      bool ok = st.ok() && keys_->chunk_id.Compute(std::string_view(plain).substr(off, ch.length)) == ch.id;
+      bool ok = st.ok() &&
+                keys_->chunk_id.Compute(std::string_view(plain).substr(off, ch.length)) == ch.id;
       off += ch.length;
       (ok ? good : bad).insert(ch.id);
-      if (st.ok() && !ok) c.report.problems.push_back(what + ": chunk " + ToHex(ch.id) + " has wrong content");
+      if (st.ok() && !ok)
+        c.report.problems.push_back(what + ": chunk " + ToHex(ch.id) + " has wrong content");
     }
     if (!st.ok()) c.report.problems.push_back(st.message());
   };
   c.on_bad_record = [&](const std::string&, const ScannedRecord& r) {
-    if (r.meta_ok) for (const ChunkRef& ch : r.meta.chunks) bad.insert(ch.id);
+    if (r.meta_ok)
+      for (const ChunkRef& ch : r.meta.chunks) bad.insert(ch.id);
   };
   RETURN_IF_ERROR(c.Run(index_.get()));
   // A chunk is damaged if no intact copy of it exists anywhere.
   auto damaged = [&](const ChunkId& id) { return !good.count(id); };
   std::vector<std::string>& out = c.report.problems;
   auto blobs = LoadBlobRoots();
-  if (!blobs.ok()) out.push_back(blobs.status().message());
-  else for (const BlobRoot& b : *blobs) {
-    size_t n = 0;
-    for (const ChunkRef& ch : b.chunks) n += damaged(ch.id);
-    if (n) out.push_back("blob " + b.digest + ": " + std::to_string(n) + " of " +
-                         std::to_string(b.chunks.size()) + " chunks damaged or missing");
-  }
+  if (!blobs.ok())
+    out.push_back(blobs.status().message());
+  else
+    for (const BlobRoot& b : *blobs) {
+      size_t n = 0;
+      for (const ChunkRef& ch : b.chunks) n += damaged(ch.id);
+      if (n)
+        out.push_back("blob " + b.digest + ": " + std::to_string(n) + " of " +
+                      std::to_string(b.chunks.size()) + " chunks damaged or missing");
+    }
   auto snaps = LoadSnapshotRoots();
   auto heads = LoadHeadRoots();
-  if (!heads.ok()) out.push_back(heads.status().message());
-  else if (snaps.ok()) for (SnapshotRoot& h : *heads) { h.info.id = "current"; snaps->push_back(std::move(h)); }
-  if (!snaps.ok()) out.push_back(snaps.status().message());
-  else for (const SnapshotRoot& s : *snaps) {
-    std::string name = "snapshot " + s.info.set + "@" + s.info.id;
-    bool tree_ok = true;
-    for (const ChunkRef& ch : s.tree) tree_ok = tree_ok && !damaged(ch.id);
-    if (!tree_ok) {
-      out.push_back(name + ": its tree is damaged; the whole snapshot is unreadable");
-      continue;
+  if (!heads.ok())
+    out.push_back(heads.status().message());
+  else if (snaps.ok())
+    for (SnapshotRoot& h : *heads) {
+      h.info.id = "current";
+      snaps->push_back(std::move(h));
     }
-    Status st = ForEachEntry(s, [&](TreeEntry& e) {
-      size_t n = 0;
-      for (const ChunkRef& ch : e.chunks) n += damaged(ch.id);
-      if (n) out.push_back(name + ": file `" + e.path + "` damaged (" + std::to_string(n) + " chunks)");
-      return Status::OK();
-    });
-    if (!st.ok()) out.push_back(name + ": " + st.message());
-  }
+  if (!snaps.ok())
+    out.push_back(snaps.status().message());
+  else
+    for (const SnapshotRoot& s : *snaps) {
+      std::string name = "snapshot " + s.info.set + "@" + s.info.id;
+      bool tree_ok = true;
+      for (const ChunkRef& ch : s.tree) tree_ok = tree_ok && !damaged(ch.id);
+      if (!tree_ok) {
+        out.push_back(name + ": its tree is damaged; the whole snapshot is unreadable");
+        continue;
+      }
+      Status st = ForEachEntry(s, [&](TreeEntry& e) {
+        size_t n = 0;
+        for (const ChunkRef& ch : e.chunks) n += damaged(ch.id);
+        if (n)
+          out.push_back(name + ": file `" + e.path + "` damaged (" + std::to_string(n) +
+                        " chunks)");
+        return Status::OK();
+      });
+      if (!st.ok()) out.push_back(name + ": " + st.message());
+    }
   return c.report;
 }
 
@@ -262,19 +284,22 @@ Result<RepairReport> Repository::RebuildIndex(const std::string& dir, const Open
     ParsePackName(rel.substr(rel.rfind('/') + 1), &id);
     std::vector<std::pair<ChunkId, ChunkLoc>> chunks;
     PackEntry e;
-    Status st = ScanPack(env, dir, rel, [&](const ScannedRecord& r) {
-      if (!r.status.ok()) {
-        rep.problems.push_back(r.status.message() + " (record skipped)");
-        return;
-      }
-      ++e.records;
-      uint32_t off = 0;
-      for (const ChunkRef& c : r.meta.chunks) {
-        chunks.push_back({c.id, ChunkLoc{id, r.offset, static_cast<uint32_t>(r.bytes.size()), off,
-                                         c.length, r.meta.header.kind}});
-        off += c.length;
-      }
-    }, &e.size);
+    Status st = ScanPack(
+        env, dir, rel,
+        [&](const ScannedRecord& r) {
+          if (!r.status.ok()) {
+            rep.problems.push_back(r.status.message() + " (record skipped)");
+            return;
+          }
+          ++e.records;
+          uint32_t off = 0;
+          for (const ChunkRef& c : r.meta.chunks) {
+            chunks.push_back({c.id, ChunkLoc{id, r.offset, static_cast<uint32_t>(r.bytes.size()),
+                                             off, c.length, r.meta.header.kind}});
+            off += c.length;
+          }
+        },
+        &e.size);
     if (!st.ok()) rep.problems.push_back(st.message());
     if (st.ok() || !chunks.empty()) {
       e.chunks = static_cast<uint32_t>(chunks.size());

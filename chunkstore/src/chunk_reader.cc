@@ -10,13 +10,13 @@ constexpr size_t kMaxOpenPacks = 128;
 
 ChunkReader::ChunkReader(Env* env, std::string repo_dir, const Index* index, const Aead* aead,
                          size_t cache_bytes)
-    : env_(env), dir_(std::move(repo_dir)), index_(index), aead_(aead),
-      cache_bytes_(cache_bytes) {}
+    : env_(env), dir_(std::move(repo_dir)), index_(index), aead_(aead), cache_bytes_(cache_bytes) {}
 
 Status ChunkReader::Read(const ChunkId& id, std::string* out) {
   ASSIGN_OR_RETURN(auto loc, index_->Get(id));
   if (!loc.has_value())
-    return Status::NotFound("chunk " + ToHex(id) + " is not in the index (missing from the "
+    return Status::NotFound("chunk " + ToHex(id) +
+                            " is not in the index (missing from the "
                             "repository)");
   return ReadAt(*loc, out);
 }
@@ -24,7 +24,8 @@ Status ChunkReader::Read(const ChunkId& id, std::string* out) {
 Status ChunkReader::ReadRange(const ChunkId& id, uint32_t offset, size_t n, char* dst) {
   ASSIGN_OR_RETURN(auto loc, index_->Get(id));
   if (!loc.has_value())
-    return Status::NotFound("chunk " + ToHex(id) + " is not in the index (missing from the "
+    return Status::NotFound("chunk " + ToHex(id) +
+                            " is not in the index (missing from the "
                             "repository)");
   if (uint64_t(offset) + n > loc->length)
     return Status::InvalidArgument("read past the end of chunk " + ToHex(id));
@@ -59,8 +60,7 @@ Result<std::shared_ptr<RandomAccessFile>> ChunkReader::OpenPack(const PackId& pa
   return sf;
 }
 
-Status ChunkReader::ReadPackBytes(const PackId& pack, uint64_t offset, size_t n,
-                                  std::string* out) {
+Status ChunkReader::ReadPackBytes(const PackId& pack, uint64_t offset, size_t n, std::string* out) {
   ASSIGN_OR_RETURN(auto f, OpenPack(pack));
   out->resize(n);
   ASSIGN_OR_RETURN(size_t got, f->Read(offset, n, out->data()));

@@ -8,8 +8,8 @@
 #ifndef CHUNKSTORE_CHUNK_READER_H_
 #define CHUNKSTORE_CHUNK_READER_H_
 
-#include <list>
 #include <future>
+#include <list>
 #include <map>
 #include <memory>
 #include <mutex>

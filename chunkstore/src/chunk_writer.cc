@@ -34,8 +34,8 @@ Status ChunkWriter::AddForced(RecordKind kind, const ChunkId& id, std::string_vi
   return AddLocked(kind, id, data, true, nullptr);
 }
 
-Status ChunkWriter::AddLocked(RecordKind kind, const ChunkId& id, std::string_view data,
-                              bool force, bool* is_new) {
+Status ChunkWriter::AddLocked(RecordKind kind, const ChunkId& id, std::string_view data, bool force,
+                              bool* is_new) {
   if (is_new) *is_new = false;
   if (pending_.count(id)) return Status::OK();
   if (!force) {
@@ -120,13 +120,11 @@ Status ChunkWriter::SealFrame(RecordKind kind) {
   while (inflight_.size() >= max_inflight_) RETURN_IF_ERROR(WriteOne());
   int level = params_.compression_level;
   const Aead* aead = &keys_->data;
-  inflight_.push_back(std::async(std::launch::async,
-                                 [kind, level, aead, fr = std::move(f)]() {
-                                   Sealed s{kind, fr.chunks, {}};
-                                   EncodeRecord(kind, fr.chunks, fr.plain, level, *aead,
-                                                &s.bytes);
-                                   return s;
-                                 }));
+  inflight_.push_back(std::async(std::launch::async, [kind, level, aead, fr = std::move(f)]() {
+    Sealed s{kind, fr.chunks, {}};
+    EncodeRecord(kind, fr.chunks, fr.plain, level, *aead, &s.bytes);
+    return s;
+  }));
   f = Frame();
   return Status::OK();
 }

@@ -20,8 +20,8 @@
 #include <future>
 #include <memory>
 #include <mutex>
-#include <unordered_map>
 #include <string>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -93,7 +93,7 @@ class ChunkWriter {
   const size_t max_inflight_;
 
   mutable std::mutex mu_;  // guards everything below
-  Frame frames_[2];  // indexed by kind - 1
+  Frame frames_[2];        // indexed by kind - 1
   std::deque<std::future<Sealed>> inflight_;
   // Added, not yet indexed: their bytes, so readers see them before Flush.
   std::unordered_map<ChunkId, std::string, ChunkIdHash> pending_;

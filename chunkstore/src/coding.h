@@ -12,9 +12,21 @@ namespace chunkstore {
 inline void PutFixed16(std::string* d, uint16_t v) { d->append(reinterpret_cast<char*>(&v), 2); }
 inline void PutFixed32(std::string* d, uint32_t v) { d->append(reinterpret_cast<char*>(&v), 4); }
 inline void PutFixed64(std::string* d, uint64_t v) { d->append(reinterpret_cast<char*>(&v), 8); }
-inline uint16_t DecodeFixed16(const char* p) { uint16_t v; std::memcpy(&v, p, 2); return v; }
-inline uint32_t DecodeFixed32(const char* p) { uint32_t v; std::memcpy(&v, p, 4); return v; }
-inline uint64_t DecodeFixed64(const char* p) { uint64_t v; std::memcpy(&v, p, 8); return v; }
+inline uint16_t DecodeFixed16(const char* p) {
+  uint16_t v;
+  std::memcpy(&v, p, 2);
+  return v;
+}
+inline uint32_t DecodeFixed32(const char* p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+inline uint64_t DecodeFixed64(const char* p) {
+  uint64_t v;
+  std::memcpy(&v, p, 8);
+  return v;
+}
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "formats are little-endian");
 
 inline void PutVarint64(std::string* d, uint64_t v) {

@@ -1,9 +1,9 @@
 #include "crypto.h"
 
+#include <openssl/core_names.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/kdf.h>
-#include <openssl/core_names.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 
@@ -88,8 +88,7 @@ Hmac256::Hmac256(std::string_view key) : impl_(new Impl) {
   char digest[] = "SHA256";
   OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
                          OSSL_PARAM_construct_end()};
-  EVP_MAC_init(impl_->base, reinterpret_cast<const unsigned char*>(key.data()), key.size(),
-               params);
+  EVP_MAC_init(impl_->base, reinterpret_cast<const unsigned char*>(key.data()), key.size(), params);
 }
 Hmac256::~Hmac256() = default;
 
@@ -138,8 +137,7 @@ void Aead::Seal(std::string_view plain, std::string_view aad, std::string* out) 
   if (!aad.empty())
     EVP_EncryptUpdate(ctx, nullptr, &len, reinterpret_cast<const unsigned char*>(aad.data()),
                       static_cast<int>(aad.size()));
-  EVP_EncryptUpdate(ctx, p + kNonceSize, &len,
-                    reinterpret_cast<const unsigned char*>(plain.data()),
+  EVP_EncryptUpdate(ctx, p + kNonceSize, &len, reinterpret_cast<const unsigned char*>(plain.data()),
                     static_cast<int>(plain.size()));
   EVP_EncryptFinal_ex(ctx, p + kNonceSize + len, &len);
   EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, kTagSize, p + kNonceSize + plain.size());
@@ -159,8 +157,8 @@ Status Aead::Open(std::string_view sealed, std::string_view aad, std::string* pl
   if (!aad.empty())
     EVP_DecryptUpdate(ctx, nullptr, &len, reinterpret_cast<const unsigned char*>(aad.data()),
                       static_cast<int>(aad.size()));
-  EVP_DecryptUpdate(ctx, reinterpret_cast<unsigned char*>(plain->data()), &len,
-                    p + kNonceSize, static_cast<int>(n));
+  EVP_DecryptUpdate(ctx, reinterpret_cast<unsigned char*>(plain->data()), &len, p + kNonceSize,
+                    static_cast<int>(n));
   EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, kTagSize,
                       const_cast<unsigned char*>(p + kNonceSize + n));
   int ok = EVP_DecryptFinal_ex(ctx, reinterpret_cast<unsigned char*>(plain->data()) + len, &len);

@@ -55,9 +55,7 @@ void EncodeRecord(RecordKind kind, const std::vector<ChunkRef>& chunks, std::str
 }
 
 Status DecodeRecordMeta(std::string_view in, RecordMeta* meta, std::string_view what) {
-  auto bad = [&](const char* why) {
-    return Status::Corruption(std::string(what) + ": " + why);
-  };
+  auto bad = [&](const char* why) { return Status::Corruption(std::string(what) + ": " + why); };
   if (in.size() < RecordHeader::kSize) return bad("truncated record header");
   RecordHeader& h = meta->header;
   uint8_t kind = static_cast<uint8_t>(in[0]);
@@ -152,8 +150,8 @@ Result<uint32_t> DecodeTrailerTail(std::string_view tail, std::string_view what)
   return DecodeFixed32(tail.data());
 }
 
-Status DecodeTrailerEntries(std::string_view trailer, uint32_t n,
-                            std::vector<PackRecordPos>* out, std::string_view what) {
+Status DecodeTrailerEntries(std::string_view trailer, uint32_t n, std::vector<PackRecordPos>* out,
+                            std::string_view what) {
   size_t body = 12 * static_cast<size_t>(n) + 4;
   if (trailer.size() != body + 16)
     return Status::Corruption(std::string(what) + ": pack trailer has the wrong size");

@@ -4,15 +4,15 @@
 #define CHUNKSTORE_FORMAT_H_
 
 #include <array>
-#include <cstring>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "chunkstore/status.h"
 #include "chunkstore/store.h"
-#include <type_traits>
 #include "crypto.h"
 
 namespace chunkstore {
@@ -53,8 +53,7 @@ void EncodeRecord(RecordKind kind, const std::vector<ChunkRef>& chunks, std::str
 Status DecodeRecordMeta(std::string_view in, RecordMeta* meta, std::string_view what);
 
 // Verifies the XXH3 checksum of a whole record (no key needed).
-Status VerifyRecordChecksum(std::string_view record, const RecordMeta& meta,
-                            std::string_view what);
+Status VerifyRecordChecksum(std::string_view record, const RecordMeta& meta, std::string_view what);
 
 // Decrypts and decompresses a whole record into the frame plaintext.
 Status OpenRecord(std::string_view record, const RecordMeta& meta, const Aead& aead,
@@ -81,8 +80,8 @@ std::string EncodePackTrailer(const std::vector<PackRecordPos>& records);
 // `tail` holds the last kTrailerFixedSize bytes: returns the record count.
 Result<uint32_t> DecodeTrailerTail(std::string_view tail, std::string_view what);
 // `entries` holds n × 12 bytes followed by the fixed tail.
-Status DecodeTrailerEntries(std::string_view trailer, uint32_t n,
-                            std::vector<PackRecordPos>* out, std::string_view what);
+Status DecodeTrailerEntries(std::string_view trailer, uint32_t n, std::vector<PackRecordPos>* out,
+                            std::string_view what);
 
 // "packs/3f/3f9a…" for a pack id.
 std::string PackPath(const PackId& id);

@@ -32,8 +32,9 @@ Status RepositoryImpl::MarkLive(std::vector<std::string>* problems, bool strict,
       return Status::OK();
     });
     if (!st.ok()) {
-      if (strict) return st.Annotate("gc: cannot read snapshot " + s.info.set + "@" + s.info.id +
-                                     "; nothing was deleted");
+      if (strict)
+        return st.Annotate("gc: cannot read snapshot " + s.info.set + "@" + s.info.id +
+                           "; nothing was deleted");
       problems->push_back(st.message());
     }
   }
@@ -64,25 +65,29 @@ Result<GcReport> RepositoryImpl::Gc(const ProgressFn& progress,
     uint64_t live_bytes = 0, all_bytes = 0;
     std::vector<std::pair<ChunkRef, RecordKind>> keep;
     Status bad;
-    Status st = ScanPack(env_, dir_, rel, [&](const ScannedRecord& r) {
-      if (!r.status.ok() || !r.meta_ok) {
-        if (bad.ok()) bad = r.status.ok() ? Status::Corruption(rel + ": unreadable record") : r.status;
-        return;
-      }
-      for (const ChunkRef& c : r.meta.chunks) {
-        v.chunks.push_back(c.id);
-        all_bytes += c.length;
-        auto loc = index_->Get(c.id);
-        if (!loc.ok() && bad.ok()) bad = loc.status();
-        bool useful = live.count(c.id) && loc.ok() && loc->has_value() && (*loc)->pack == id;
-        if (useful) {
-          live_bytes += c.length;
-          keep.push_back({c, r.meta.header.kind});
-        } else {
-          ++rep.dead_chunks;
-        }
-      }
-    }, &v.size);
+    Status st = ScanPack(
+        env_, dir_, rel,
+        [&](const ScannedRecord& r) {
+          if (!r.status.ok() || !r.meta_ok) {
+            if (bad.ok())
+              bad = r.status.ok() ? Status::Corruption(rel + ": unreadable record") : r.status;
+            return;
+          }
+          for (const ChunkRef& c : r.meta.chunks) {
+            v.chunks.push_back(c.id);
+            all_bytes += c.length;
+            auto loc = index_->Get(c.id);
+            if (!loc.ok() && bad.ok()) bad = loc.status();
+            bool useful = live.count(c.id) && loc.ok() && loc->has_value() && (*loc)->pack == id;
+            if (useful) {
+              live_bytes += c.length;
+              keep.push_back({c, r.meta.header.kind});
+            } else {
+              ++rep.dead_chunks;
+            }
+          }
+        },
+        &v.size);
     ++p.items_done;
     p.current = rel;
     if (progress) progress(p);

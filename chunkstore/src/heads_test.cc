@@ -29,7 +29,8 @@ class HeadsTest : public ::testing::Test {
     mem_ = NewMemEnv();
     opts_.env = mem_.get();
     opts_.local_dir = local_;
-    ASSERT_TRUE(Repository::Init("/r", kSecret, "p", RepoParams(), KeyCost{4, 8192, 1}, opts_).ok());
+    ASSERT_TRUE(
+        Repository::Init("/r", kSecret, "p", RepoParams(), KeyCost{4, 8192, 1}, opts_).ok());
     auto r = Repository::Open("/r", kSecret, opts_);
     ASSERT_TRUE(r.ok()) << r.status().ToString();
     repo_ = std::move(r).value();
@@ -64,12 +65,14 @@ TEST_F(HeadsTest, ContentWriterChunksLikeAOneShotPutAndIsReadableBeforeSync) {
   EXPECT_EQ(ReadAll(*chunks), data) << "pending chunks must be readable";
   // The same bytes put as a blob give no new chunks: identical boundaries.
   size_t pos = 0;
-  auto info = repo_->PutBlob([&](char* b, size_t n) -> Result<size_t> {
-    size_t k = std::min(n, data.size() - pos);
-    std::memcpy(b, data.data() + pos, k);
-    pos += k;
-    return k;
-  }, nullptr);
+  auto info = repo_->PutBlob(
+      [&](char* b, size_t n) -> Result<size_t> {
+        size_t k = std::min(n, data.size() - pos);
+        std::memcpy(b, data.data() + pos, k);
+        pos += k;
+        return k;
+      },
+      nullptr);
   ASSERT_TRUE(info.ok());
   EXPECT_EQ(info->new_bytes, 0u);
 }
@@ -110,10 +113,13 @@ TEST_F(HeadsTest, HeadSaveLoadSnapshotAndGcKeepsIt) {
   };
   ASSERT_TRUE(repo_->SaveHead("vol", produce).ok());
   std::vector<std::string> paths;
-  ASSERT_TRUE(repo_->LoadHead("vol", [&](TreeEntry& e) {
-    paths.push_back(e.path);
-    return Status::OK();
-  }).ok());
+  ASSERT_TRUE(repo_
+                  ->LoadHead("vol",
+                             [&](TreeEntry& e) {
+                               paths.push_back(e.path);
+                               return Status::OK();
+                             })
+                  .ok());
   EXPECT_EQ(paths, (std::vector<std::string>{"d", "d/f"}));
   EXPECT_TRUE(repo_->LoadHead("other", [](TreeEntry&) { return Status::OK(); }).IsNotFound());
   auto heads = repo_->ListHeads();
@@ -129,10 +135,13 @@ TEST_F(HeadsTest, HeadSaveLoadSnapshotAndGcKeepsIt) {
   // gc must keep the head's and the snapshot's chunks.
   ASSERT_TRUE(repo_->Gc(nullptr).ok());
   std::string file;
-  ASSERT_TRUE(repo_->ForEachSnapshotEntry("vol@" + snap->id, [&](TreeEntry& e) {
-    if (e.path == "d/f") file = ReadAll(e.chunks);
-    return Status::OK();
-  }).ok());
+  ASSERT_TRUE(repo_
+                  ->ForEachSnapshotEntry("vol@" + snap->id,
+                                         [&](TreeEntry& e) {
+                                           if (e.path == "d/f") file = ReadAll(e.chunks);
+                                           return Status::OK();
+                                         })
+                  .ok());
   EXPECT_EQ(file, content);
   auto check = repo_->CheckData(nullptr);
   ASSERT_TRUE(check.ok());

@@ -63,8 +63,7 @@ Index::Index(std::unique_ptr<rocksdb::DB> db, std::string path)
     : db_(std::move(db)), path_(std::move(path)) {}
 Index::~Index() = default;
 
-Result<std::unique_ptr<Index>> Index::Open(const std::string& path, bool read_only,
-                                           bool create) {
+Result<std::unique_ptr<Index>> Index::Open(const std::string& path, bool read_only, bool create) {
   rocksdb::Options o;
   o.create_if_missing = create;
   o.max_open_files = 256;
@@ -75,8 +74,8 @@ Result<std::unique_ptr<Index>> Index::Open(const std::string& path, bool read_on
   t.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
   o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(t));
   rocksdb::DB* raw = nullptr;
-  rocksdb::Status s = read_only ? rocksdb::DB::OpenForReadOnly(o, path, &raw)
-                                : rocksdb::DB::Open(o, path, &raw);
+  rocksdb::Status s =
+      read_only ? rocksdb::DB::OpenForReadOnly(o, path, &raw) : rocksdb::DB::Open(o, path, &raw);
   if (!s.ok()) return FromRocks(s, "open index `" + path + "`");
   return std::unique_ptr<Index>(new Index(std::unique_ptr<rocksdb::DB>(raw), path));
 }
@@ -136,8 +135,7 @@ Status Index::ForEachPack(const std::function<void(const PackId&, const PackEntr
   return FromRocks(it->status(), "scan packs in index `" + path_ + "`");
 }
 
-Status Index::ForEachChunk(
-    const std::function<void(const ChunkId&, const ChunkLoc&)>& fn) const {
+Status Index::ForEachChunk(const std::function<void(const ChunkId&, const ChunkLoc&)>& fn) const {
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
   for (it->Seek(std::string(1, kChunkPrefix)); it->Valid() && it->key()[0] == kChunkPrefix;
        it->Next()) {

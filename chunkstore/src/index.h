@@ -40,8 +40,7 @@ struct PackEntry {
 class Index {
  public:
   // Opens (creating if `create`) the RocksDB at `path`.
-  static Result<std::unique_ptr<Index>> Open(const std::string& path, bool read_only,
-                                             bool create);
+  static Result<std::unique_ptr<Index>> Open(const std::string& path, bool read_only, bool create);
   ~Index();
 
   Result<std::optional<ChunkLoc>> Get(const ChunkId& id) const;

@@ -5,8 +5,8 @@
 #define CHUNKSTORE_REPO_IMPL_H_
 
 #include <functional>
-#include <mutex>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -58,7 +58,7 @@ struct ScannedRecord {
   std::string_view bytes;  // whole record, valid during the callback
   RecordMeta meta;         // valid when status is OK or only the checksum failed
   bool meta_ok = false;
-  Status status;           // OK, or what is wrong with this record
+  Status status;  // OK, or what is wrong with this record
 };
 // Reads a whole pack and calls fn for each record (using the trailer, or a
 // sequential walk when the trailer is damaged). Returns problems with the pack
@@ -93,13 +93,16 @@ class RepositoryImpl : public Repository {
   Status Sync() override;
   void Prefetch(const ChunkId& id) override { reader_->Prefetch(id); }
   uint64_t DiscardPending(const std::vector<ChunkId>& live) override;
-  Result<BlobInfo> CommitBlob(std::string_view digest, const std::vector<ChunkRef>& chunks) override;
-  Status SaveHead(std::string_view set, const std::function<Status(const EmitFn&)>& produce) override;
+  Result<BlobInfo> CommitBlob(std::string_view digest,
+                              const std::vector<ChunkRef>& chunks) override;
+  Status SaveHead(std::string_view set,
+                  const std::function<Status(const EmitFn&)>& produce) override;
   Status LoadHead(std::string_view set, const std::function<Status(TreeEntry&)>& fn) override;
   Result<std::vector<std::string>> ListHeads() override;
   Status DeleteHead(std::string_view set) override;
   Result<SnapshotInfo> SnapshotHead(std::string_view set, std::string_view tag) override;
-  Status ForEachSnapshotEntry(std::string_view ref, const std::function<Status(TreeEntry&)>& fn) override;
+  Status ForEachSnapshotEntry(std::string_view ref,
+                              const std::function<Status(TreeEntry&)>& fn) override;
 
   // Used by backup and the content writer.
   const FastCdc& cdc() const { return *cdc_; }

@@ -18,18 +18,19 @@ namespace chunkstore {
 // ---- config ----------------------------------------------------------------
 
 std::string EncodeConfig(const RepoConfig& c) {
-  nlohmann::json j = {{"version", c.version},
-                      {"id", c.id},
-                      {"chunker",
-                       {{"algorithm", "fastcdc2020"},
-                        {"min", c.params.chunk_min},
-                        {"avg", c.params.chunk_avg},
-                        {"max", c.params.chunk_max}}},
-                      {"compression", {{"algorithm", "zstd"}, {"level", c.params.compression_level}}},
-                      {"frame_size", c.params.frame_size},
-                      {"pack_size", c.params.pack_size},
-                      {"aead", "aes-256-gcm"},
-                      {"chunk_id", "hmac-sha256"}};
+  nlohmann::json j = {
+      {"version", c.version},
+      {"id", c.id},
+      {"chunker",
+       {{"algorithm", "fastcdc2020"},
+        {"min", c.params.chunk_min},
+        {"avg", c.params.chunk_avg},
+        {"max", c.params.chunk_max}}},
+      {"compression", {{"algorithm", "zstd"}, {"level", c.params.compression_level}}},
+      {"frame_size", c.params.frame_size},
+      {"pack_size", c.params.pack_size},
+      {"aead", "aes-256-gcm"},
+      {"chunk_id", "hmac-sha256"}};
   return j.dump(2) + "\n";
 }
 
@@ -37,7 +38,8 @@ Status ReadConfig(Env* env, const std::string& dir, RepoConfig* c) {
   std::string path = JoinPath(dir, kConfigFile), text;
   Status st = env->ReadFileToString(path, &text);
   if (st.IsNotFound())
-    return Status::NotFound("no coffer repository at `" + dir + "` (no config file; run "
+    return Status::NotFound("no coffer repository at `" + dir +
+                            "` (no config file; run "
                             "`coffer init`)");
   RETURN_IF_ERROR(st);
   nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
@@ -54,7 +56,8 @@ Status ReadConfig(Env* env, const std::string& dir, RepoConfig* c) {
   } catch (const std::exception& e) {
     return Status::Corruption("read config `" + path + "`: " + e.what());
   }
-  if (c->version != 1) return Status::FailedPrecondition("config `" + path + "`: unsupported version");
+  if (c->version != 1)
+    return Status::FailedPrecondition("config `" + path + "`: unsupported version");
   if (c->id.size() != 32) return Status::Corruption("config `" + path + "`: invalid repository id");
   Status st2 = ValidateParams(c->params, "config `" + path + "`");
   if (!st2.ok()) return Status::Corruption(st2.message());
@@ -98,7 +101,8 @@ Status Repository::Init(const std::string& dir, std::string_view secret, std::st
   std::string header = HeaderPath(dir, opts);
   std::error_code ec;
   std::filesystem::create_directories(DirName(header), ec);
-  if (ec) return Status::IOError("init `" + dir + "`: create `" + DirName(header) + "`: " + ec.message());
+  if (ec)
+    return Status::IOError("init `" + dir + "`: create `" + DirName(header) + "`: " + ec.message());
   // No config means no repository: a header here is the leftover of an init that
   // was interrupted before its last step, and protects nothing.
   std::filesystem::remove(header, ec);
@@ -167,8 +171,8 @@ Result<std::unique_ptr<Repository>> RepositoryImpl::Open(const std::string& dir,
   ChunkerParams cp{r->cfg_.params.chunk_min, r->cfg_.params.chunk_avg, r->cfg_.params.chunk_max};
   r->cdc_ = std::make_unique<FastCdc>(cp, r->keys_->gear);
   RETURN_IF_ERROR(r->OpenIndexAndReconcile());
-  r->reader_ = std::make_unique<ChunkReader>(env, dir, r->index_.get(), &r->keys_->data,
-                                             opts.cache_bytes);
+  r->reader_ =
+      std::make_unique<ChunkReader>(env, dir, r->index_.get(), &r->keys_->data, opts.cache_bytes);
   if (!opts.read_only)
     r->writer_ = std::make_unique<ChunkWriter>(env, dir, r->index_.get(), r->keys_.get(),
                                                r->cfg_.params, opts.threads);
@@ -183,8 +187,9 @@ Status RepositoryImpl::OpenIndexAndReconcile() {
   if (opts_.read_only) {
     auto idx = Index::Open(ipath, true, false);
     if (!idx.ok())
-      return idx.status().Annotate("the index is missing or unreadable; run `coffer repair "
-                                   "--rebuild-index`");
+      return idx.status().Annotate(
+          "the index is missing or unreadable; run `coffer repair "
+          "--rebuild-index`");
     index_ = std::move(idx).value();
     return Status::OK();
   }
@@ -193,7 +198,8 @@ Status RepositoryImpl::OpenIndexAndReconcile() {
   bool fresh = !std::filesystem::exists(ipath);
   ASSIGN_OR_RETURN(index_, Index::Open(ipath, false, true));
   std::set<PackId> indexed;
-  RETURN_IF_ERROR(index_->ForEachPack([&](const PackId& id, const PackEntry&) { indexed.insert(id); }));
+  RETURN_IF_ERROR(
+      index_->ForEachPack([&](const PackId& id, const PackEntry&) { indexed.insert(id); }));
   ASSIGN_OR_RETURN(auto files, ListPackFiles(env_, dir_));
   std::set<PackId> on_disk;
   size_t added = 0;
@@ -204,16 +210,19 @@ Status RepositoryImpl::OpenIndexAndReconcile() {
     if (indexed.count(id)) continue;
     std::vector<std::pair<ChunkId, ChunkLoc>> chunks;
     PackEntry e;
-    Status st = ScanPack(env_, dir_, rel, [&](const ScannedRecord& r) {
-      if (!r.status.ok() || !r.meta_ok) return;
-      ++e.records;
-      uint32_t off = 0;
-      for (const ChunkRef& c : r.meta.chunks) {
-        chunks.push_back({c.id, ChunkLoc{id, r.offset, static_cast<uint32_t>(r.bytes.size()), off,
-                                         c.length, r.meta.header.kind}});
-        off += c.length;
-      }
-    }, &e.size);
+    Status st = ScanPack(
+        env_, dir_, rel,
+        [&](const ScannedRecord& r) {
+          if (!r.status.ok() || !r.meta_ok) return;
+          ++e.records;
+          uint32_t off = 0;
+          for (const ChunkRef& c : r.meta.chunks) {
+            chunks.push_back({c.id, ChunkLoc{id, r.offset, static_cast<uint32_t>(r.bytes.size()),
+                                             off, c.length, r.meta.header.kind}});
+            off += c.length;
+          }
+        },
+        &e.size);
     if (!st.ok()) {
       fprintf(stderr, "coffer: %s (pack not indexed; run `coffer check`)\n", st.ToString().c_str());
       continue;
@@ -226,8 +235,10 @@ Status RepositoryImpl::OpenIndexAndReconcile() {
     fprintf(stderr, "coffer: indexed %zu pack(s) written before an interruption\n", added);
   for (const PackId& id : indexed) {
     if (on_disk.count(id)) continue;
-    fprintf(stderr, "coffer: pack %s is missing; its chunks are dropped from the index (run "
-            "`coffer check --read-data` to see what is affected)\n", PackPath(id).c_str());
+    fprintf(stderr,
+            "coffer: pack %s is missing; its chunks are dropped from the index (run "
+            "`coffer check --read-data` to see what is affected)\n",
+            PackPath(id).c_str());
     std::vector<ChunkId> ids;
     RETURN_IF_ERROR(index_->ForEachChunk([&](const ChunkId& c, const ChunkLoc& l) {
       if (l.pack == id) ids.push_back(c);
@@ -309,7 +320,8 @@ Result<std::vector<SnapshotRoot>> RepositoryImpl::LoadSnapshotRoots() {
     out.push_back(std::move(r));
   }
   std::sort(out.begin(), out.end(), [](const SnapshotRoot& a, const SnapshotRoot& b) {
-    return a.info.time_ns != b.info.time_ns ? a.info.time_ns < b.info.time_ns : a.info.id < b.info.id;
+    return a.info.time_ns != b.info.time_ns ? a.info.time_ns < b.info.time_ns
+                                            : a.info.id < b.info.id;
   });
   return out;
 }
@@ -322,7 +334,8 @@ Status ChunkStream(const FastCdc& cdc, const Repository::ReadFn& read,
   // One buffer per thread, reused: allocating (and zeroing) megabytes for each of
   // thousands of small files cost more than chunking them.
   thread_local std::string buf;
-  if (buf.size() < std::max<size_t>(4 * max, 4 << 20)) buf.resize(std::max<size_t>(4 * max, 4 << 20));
+  if (buf.size() < std::max<size_t>(4 * max, 4 << 20))
+    buf.resize(std::max<size_t>(4 * max, 4 << 20));
   size_t start = 0, end = 0;
   bool eof = false;
   for (;;) {
@@ -339,7 +352,8 @@ Status ChunkStream(const FastCdc& cdc, const Repository::ReadFn& read,
       }
     }
     if (start == end) return Status::OK();
-    size_t cut = cdc.NextChunk(reinterpret_cast<const uint8_t*>(buf.data()) + start, end - start, eof);
+    size_t cut =
+        cdc.NextChunk(reinterpret_cast<const uint8_t*>(buf.data()) + start, end - start, eof);
     if (cut == 0) continue;  // cannot happen after a full refill; defensive
     RETURN_IF_ERROR(emit(std::string_view(buf.data() + start, cut)));
     start += cut;
@@ -402,8 +416,9 @@ class BlobReaderImpl : public BlobReader {
     while (done < n) {
       uint64_t in = offset + done - starts_[i];
       size_t take = std::min<size_t>(n - done, root_.chunks[i].length - in);
-      RETURN_IF_ERROR(repo_->ReadChunkAt(root_.chunks[i].id, static_cast<uint32_t>(in), take, buf + done)
-                          .Annotate("read blob " + root_.digest));
+      RETURN_IF_ERROR(
+          repo_->ReadChunkAt(root_.chunks[i].id, static_cast<uint32_t>(in), take, buf + done)
+              .Annotate("read blob " + root_.digest));
       done += take;
       ++i;
     }
@@ -421,7 +436,8 @@ class BlobReaderImpl : public BlobReader {
 Result<std::unique_ptr<BlobReader>> RepositoryImpl::OpenBlob(std::string_view digest) {
   Hash256 h;
   if (!ParseDigest(digest, &h))
-    return Status::InvalidArgument("`" + std::string(digest) + "` is not a digest (want "
+    return Status::InvalidArgument("`" + std::string(digest) +
+                                   "` is not a digest (want "
                                    "sha256:<64 lowercase hex digits>)");
   std::string rel = BlobRootName(digest), file, plain;
   Status st = env_->ReadFileToString(JoinPath(dir_, rel), &file);
@@ -468,8 +484,10 @@ Result<SnapshotRoot> RepositoryImpl::FindSnapshotRoot(std::string_view ref) {
   size_t at = ref.find('@');
   std::string set(ref.substr(0, at));
   std::string id = at == std::string_view::npos ? "latest" : std::string(ref.substr(at + 1));
-  if (set.empty()) return Status::InvalidArgument("`" + std::string(ref) + "`: no set name (want SET[@ID])");
-  if (id.empty()) return Status::InvalidArgument("`" + std::string(ref) + "`: no snapshot id after '@'");
+  if (set.empty())
+    return Status::InvalidArgument("`" + std::string(ref) + "`: no set name (want SET[@ID])");
+  if (id.empty())
+    return Status::InvalidArgument("`" + std::string(ref) + "`: no snapshot id after '@'");
   ASSIGN_OR_RETURN(auto roots, LoadSnapshotRoots());
   std::vector<SnapshotRoot*> match;
   for (SnapshotRoot& r : roots) {
@@ -477,8 +495,7 @@ Result<SnapshotRoot> RepositoryImpl::FindSnapshotRoot(std::string_view ref) {
     if (id == "latest" || r.info.id.rfind(id, 0) == 0 || (!r.info.tag.empty() && r.info.tag == id))
       match.push_back(&r);
   }
-  if (match.empty())
-    return Status::NotFound("snapshot `" + std::string(ref) + "` not found");
+  if (match.empty()) return Status::NotFound("snapshot `" + std::string(ref) + "` not found");
   for (SnapshotRoot* m : match)  // an exact id or tag beats a prefix
     if (m->info.id == id || m->info.tag == id) return std::move(*m);
   if (id != "latest" && match.size() > 1)
@@ -494,7 +511,8 @@ Result<SnapshotInfo> RepositoryImpl::FindSnapshot(std::string_view ref) {
 Status RepositoryImpl::Forget(std::string_view ref) {
   RETURN_IF_ERROR(RequireWriter());
   if (ref.find('@') == std::string_view::npos)
-    return Status::InvalidArgument("forget `" + std::string(ref) + "`: name one snapshot as SET@ID");
+    return Status::InvalidArgument("forget `" + std::string(ref) +
+                                   "`: name one snapshot as SET@ID");
   ASSIGN_OR_RETURN(SnapshotRoot r, FindSnapshotRoot(ref));
   std::string path = JoinPath(dir_, std::string(kSnapshotRootsDir) + "/" + r.info.id);
   RETURN_IF_ERROR(env_->RemoveFile(path));

@@ -1,14 +1,13 @@
 // Repository tests on the in-memory Env (crash model) and on real directories.
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
-#include <gtest/gtest.h>
-
+#include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <cstring>
 #include <random>
 
 #include "chunkstore/env.h"
@@ -171,7 +170,8 @@ TEST_F(MemRepoTest, FlippedByteInAnyPackIsFoundByBothChecks) {
   for (const std::string& p : packs) {
     std::string orig;
     ASSERT_TRUE(mem_->ReadFileToString(p, &orig).ok());
-    for (size_t off : {size_t(3), size_t(40), orig.size() / 2, size_t(rng() % orig.size()), orig.size() - 3}) {
+    for (size_t off :
+         {size_t(3), size_t(40), orig.size() / 2, size_t(rng() % orig.size()), orig.size() - 3}) {
       std::string bad = orig;
       bad[off] ^= 0x01;
       ASSERT_TRUE(mem_->WriteFileAtomic(p, bad).ok());
@@ -317,7 +317,11 @@ TEST_F(MemRepoTest, IndexRebuiltFromPacksAlone) {
     digest = repo->PutBlob(FromString(data), nullptr)->digest;
   }
   fs::remove_all(local_.path() + "/index");
-  auto ro = Repository::Open("/repo", kSecret, [&] { auto o = opts_; o.read_only = true; return o; }());
+  auto ro = Repository::Open("/repo", kSecret, [&] {
+    auto o = opts_;
+    o.read_only = true;
+    return o;
+  }());
   EXPECT_FALSE(ro.ok()) << "a read-only open without an index should say so";
   auto rep = Repository::RebuildIndex("/repo", opts_, nullptr);
   ASSERT_TRUE(rep.ok()) << rep.status().ToString();
@@ -343,7 +347,8 @@ class DiskRepoTest : public ::testing::Test {
     repo_dir_ = tmp_.path() + "/repo";
     src_ = tmp_.path() + "/src";
     fs::create_directories(src_ + "/d/e");
-    ASSERT_TRUE(Repository::Init(repo_dir_, kSecret, "passphrase", RepoParams(), kFastKdf, {}).ok());
+    ASSERT_TRUE(
+        Repository::Init(repo_dir_, kSecret, "passphrase", RepoParams(), kFastKdf, {}).ok());
   }
   std::unique_ptr<Repository> Open(bool ro = false) {
     OpenOptions o;

@@ -101,7 +101,8 @@ Status RepositoryImpl::Restore(std::string_view ref, const std::string& target,
     std::string path = target + "/" + e.path;
     size_t slash = e.path.rfind('/');
     if (!made_dirs.count(slash == std::string::npos ? "" : e.path.substr(0, slash)))
-      return Status::Corruption("restore: `" + e.path + "` does not follow its parent directory "
+      return Status::Corruption("restore: `" + e.path +
+                                "` does not follow its parent directory "
                                 "in the snapshot tree");
     if (e.type == EntryType::kDir) made_dirs.insert(e.path);
     switch (e.type) {

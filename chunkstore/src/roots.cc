@@ -75,8 +75,9 @@ void EncodeSnapshotRoot(const SnapshotRoot& r, std::string* out) {
 Status DecodeSnapshotRoot(std::string_view in, SnapshotRoot* r, std::string_view what) {
   SnapshotInfo& i = r->info;
   uint64_t npaths = 0;
-  bool ok = GetString(&in, &i.id) && GetString(&in, &i.set) && GetString(&in, &i.tag) && GetVarsint64(&in, &i.time_ns) &&
-            GetString(&in, &i.host) && GetVarint64(&in, &npaths) && npaths <= in.size();
+  bool ok = GetString(&in, &i.id) && GetString(&in, &i.set) && GetString(&in, &i.tag) &&
+            GetVarsint64(&in, &i.time_ns) && GetString(&in, &i.host) && GetVarint64(&in, &npaths) &&
+            npaths <= in.size();
   i.paths.resize(ok ? npaths : 0);
   for (std::string& p : i.paths) ok = ok && GetString(&in, &p);
   for (uint64_t* v : {&i.files, &i.dirs, &i.bytes, &i.new_bytes, &i.files_read})

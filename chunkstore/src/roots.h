@@ -29,8 +29,8 @@ struct BlobRoot {
 // Snapshots and heads share this layout (a head has an empty id).
 struct SnapshotRoot {
   SnapshotInfo info;
-  uint64_t tree_len = 0;           // bytes of the encoded tree stream
-  std::vector<ChunkRef> tree;      // the tree stream's chunks (RecordKind::kTree)
+  uint64_t tree_len = 0;       // bytes of the encoded tree stream
+  std::vector<ChunkRef> tree;  // the tree stream's chunks (RecordKind::kTree)
 };
 
 void EncodeBlobRoot(const BlobRoot& r, std::string* out);

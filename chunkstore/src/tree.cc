@@ -148,7 +148,8 @@ bool IsSafeRelativePath(std::string_view p) {
 
 Status ReadEntryMetadata(const std::string& abs_path, TreeEntry* e) {
   struct stat st;
-  if (lstat(abs_path.c_str(), &st) != 0) return Status::FromErrno("lstat `" + abs_path + "`", errno);
+  if (lstat(abs_path.c_str(), &st) != 0)
+    return Status::FromErrno("lstat `" + abs_path + "`", errno);
   e->type = TypeOf(st.st_mode);
   e->mode = st.st_mode & 07777;
   e->uid = st.st_uid;
@@ -175,18 +176,23 @@ Status ReadEntryMetadata(const std::string& abs_path, TreeEntry* e) {
 Status CreateSpecial(const std::string& abs_path, const TreeEntry& e) {
   int rc = 0;
   switch (e.type) {
-    case EntryType::kSymlink: rc = symlink(e.link.c_str(), abs_path.c_str()); break;
+    case EntryType::kSymlink:
+      rc = symlink(e.link.c_str(), abs_path.c_str());
+      break;
     case EntryType::kCharDev:
       rc = mknod(abs_path.c_str(), S_IFCHR | (e.mode & 0777), static_cast<dev_t>(e.rdev));
       break;
     case EntryType::kBlockDev:
       rc = mknod(abs_path.c_str(), S_IFBLK | (e.mode & 0777), static_cast<dev_t>(e.rdev));
       break;
-    case EntryType::kFifo: rc = mkfifo(abs_path.c_str(), e.mode & 0777); break;
+    case EntryType::kFifo:
+      rc = mkfifo(abs_path.c_str(), e.mode & 0777);
+      break;
     case EntryType::kSocket:
       rc = mknod(abs_path.c_str(), S_IFSOCK | (e.mode & 0777), 0);
       break;
-    default: return Status::InvalidArgument("CreateSpecial on a file or directory");
+    default:
+      return Status::InvalidArgument("CreateSpecial on a file or directory");
   }
   if (rc != 0) return Status::FromErrno("create `" + abs_path + "`", errno);
   return Status::OK();

@@ -7,8 +7,8 @@
 namespace cofferfs {
 namespace {
 
-constexpr uint16_t kUserObj = 0x01, kUser = 0x02, kGroupObj = 0x04, kGroup = 0x08,
-                   kMask = 0x10, kOther = 0x20;
+constexpr uint16_t kUserObj = 0x01, kUser = 0x02, kGroupObj = 0x04, kGroup = 0x08, kMask = 0x10,
+                   kOther = 0x20;
 
 struct Entry {
   uint16_t tag, perm;
@@ -53,9 +53,12 @@ template <typename Op>
 void ApplyMode(std::vector<Entry>* v, mode_t mode, Op op) {
   bool mask = HasMask(*v);
   for (Entry& e : *v) {
-    if (e.tag == kUserObj) e.perm = op(e.perm, (mode >> 6) & 7);
-    else if (e.tag == kOther) e.perm = op(e.perm, mode & 7);
-    else if (e.tag == (mask ? kMask : kGroupObj)) e.perm = op(e.perm, (mode >> 3) & 7);
+    if (e.tag == kUserObj)
+      e.perm = op(e.perm, (mode >> 6) & 7);
+    else if (e.tag == kOther)
+      e.perm = op(e.perm, mode & 7);
+    else if (e.tag == (mask ? kMask : kGroupObj))
+      e.perm = op(e.perm, (mode >> 3) & 7);
   }
 }
 
@@ -79,9 +82,12 @@ bool AclInherit(const std::map<std::string, std::string>& parent, bool is_dir, m
   mode_t bits = 0;
   bool mask = HasMask(v), extended = false;
   for (const Entry& e : v) {
-    if (e.tag == kUserObj) bits |= (e.perm & 7) << 6;
-    else if (e.tag == kOther) bits |= e.perm & 7;
-    else if (e.tag == (mask ? kMask : kGroupObj)) bits |= (e.perm & 7) << 3;
+    if (e.tag == kUserObj)
+      bits |= (e.perm & 7) << 6;
+    else if (e.tag == kOther)
+      bits |= e.perm & 7;
+    else if (e.tag == (mask ? kMask : kGroupObj))
+      bits |= (e.perm & 7) << 3;
     if (e.tag == kUser || e.tag == kGroup || e.tag == kMask) extended = true;
   }
   // An ACL of only the three base entries says no more than the mode: not stored.
@@ -97,9 +103,12 @@ bool AclSetAccess(const std::string& value, uint32_t* mode, bool* keep) {
   uint32_t bits = 0;
   *keep = false;
   for (const Entry& e : v) {
-    if (e.tag == kUserObj) bits |= (e.perm & 7u) << 6;
-    else if (e.tag == kOther) bits |= e.perm & 7u;
-    else if (e.tag == (mask ? kMask : kGroupObj)) bits |= (e.perm & 7u) << 3;
+    if (e.tag == kUserObj)
+      bits |= (e.perm & 7u) << 6;
+    else if (e.tag == kOther)
+      bits |= e.perm & 7u;
+    else if (e.tag == (mask ? kMask : kGroupObj))
+      bits |= (e.perm & 7u) << 3;
     if (e.tag == kUser || e.tag == kGroup || e.tag == kMask) *keep = true;
   }
   *mode = (*mode & ~0777u) | bits;

@@ -1,10 +1,8 @@
 #include "audit.h"
 
-#include "fs/mount.h"
-
 #include <fcntl.h>
-#include <sys/file.h>
 #include <openssl/sha.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -12,6 +10,8 @@
 #include <ctime>
 #include <fstream>
 #include <nlohmann/json.hpp>
+
+#include "fs/mount.h"
 
 namespace cofferfs {
 namespace {
@@ -91,8 +91,8 @@ chunkstore::Status AuditLog::Record(const std::string& event,
   j["prev"] = prev_;
   std::string line = j.dump();
   std::string out = line + "\n";
-  bool ok = write(fd_, out.data(), out.size()) == static_cast<ssize_t>(out.size()) &&
-            fdatasync(fd_) == 0;
+  bool ok =
+      write(fd_, out.data(), out.size()) == static_cast<ssize_t>(out.size()) && fdatasync(fd_) == 0;
   int err = errno;
   flock(fd_, LOCK_UN);
   if (!ok) return chunkstore::Status::FromErrno("append to audit log `" + path_ + "`", err);

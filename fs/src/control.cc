@@ -93,9 +93,10 @@ void ControlServer::Loop() {
       if (n <= 0) break;
       req.append(buf, static_cast<size_t>(n));
     }
-    std::string reply = req.find('\n') == std::string::npos
-                            ? std::string("{\"ok\":false,\"error\":\"request too long or not terminated\"}")
-                            : handler_(req.substr(0, req.find('\n')));
+    std::string reply =
+        req.find('\n') == std::string::npos
+            ? std::string("{\"ok\":false,\"error\":\"request too long or not terminated\"}")
+            : handler_(req.substr(0, req.find('\n')));
     WriteAll(c, reply + "\n");
     close(c);
   }
@@ -123,7 +124,8 @@ chunkstore::Result<std::string> ControlRequest(const std::string& socket_path,
     }
   }
   close(fd);
-  if (reply.empty()) return Status::IOError("coffer daemon at `" + socket_path + "` closed the connection");
+  if (reply.empty())
+    return Status::IOError("coffer daemon at `" + socket_path + "` closed the connection");
   if (reply.back() == '\n') reply.pop_back();
   return reply;
 }

@@ -48,17 +48,27 @@ struct Upload {
 };
 
 enum class Kind {
-  kRoot, kBlobsDir, kShaDir, kBlob, kUploadsDir, kUpload, kBackupsDir, kSetDir, kSnapsDir,
-  kTree, kMetaDir, kStats,
+  kRoot,
+  kBlobsDir,
+  kShaDir,
+  kBlob,
+  kUploadsDir,
+  kUpload,
+  kBackupsDir,
+  kSetDir,
+  kSnapsDir,
+  kTree,
+  kMetaDir,
+  kStats,
 };
 
 struct Node {
   Kind kind = Kind::kRoot;
   uint64_t ino = 0;
-  std::string name;  // blob digest, upload name, set name
-  std::shared_ptr<FsTree> tree;        // kTree
-  std::shared_ptr<TreeInode> inode;    // kTree
-  std::shared_ptr<Upload> upload;      // kUpload
+  std::string name;                              // blob digest, upload name, set name
+  std::shared_ptr<FsTree> tree;                  // kTree
+  std::shared_ptr<TreeInode> inode;              // kTree
+  std::shared_ptr<Upload> upload;                // kUpload
   std::shared_ptr<chunkstore::BlobReader> blob;  // kBlob
 };
 

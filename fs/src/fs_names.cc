@@ -27,25 +27,33 @@ bool IsHexDigest(const char* s) {
   size_t n = std::strlen(s);
   if (n != 64) return false;
   for (size_t i = 0; i < n; ++i)
-    if (!std::isxdigit(static_cast<unsigned char>(s[i])) || std::isupper(static_cast<unsigned char>(s[i])))
+    if (!std::isxdigit(static_cast<unsigned char>(s[i])) ||
+        std::isupper(static_cast<unsigned char>(s[i])))
       return false;
   return true;
 }
-
 
 }  // namespace
 
 int Errno(const chunkstore::Status& st) {
   if (st.sys_errno() != 0) return st.sys_errno();
   switch (st.code()) {
-    case Code::kOk: return 0;
-    case Code::kNotFound: return ENOENT;
-    case Code::kAlreadyExists: return EEXIST;
-    case Code::kInvalidArgument: return EINVAL;
-    case Code::kPermissionDenied: return EACCES;
-    case Code::kUnavailable: return EBUSY;
-    case Code::kFailedPrecondition: return EPERM;
-    default: return EIO;
+    case Code::kOk:
+      return 0;
+    case Code::kNotFound:
+      return ENOENT;
+    case Code::kAlreadyExists:
+      return EEXIST;
+    case Code::kInvalidArgument:
+      return EINVAL;
+    case Code::kPermissionDenied:
+      return EACCES;
+    case Code::kUnavailable:
+      return EBUSY;
+    case Code::kFailedPrecondition:
+      return EPERM;
+    default:
+      return EIO;
   }
 }
 
@@ -54,9 +62,10 @@ Upload::~Upload() { EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(sha)); }
 Fs::Fs(chunkstore::Repository* repo, const MountOptions& opts, AuditLog* audit)
     : repo_(repo), opts_(opts), audit_(audit) {
   const std::pair<uint64_t, Kind> fixed[] = {
-      {kRootIno, Kind::kRoot},       {kBlobsIno, Kind::kBlobsDir}, {kShaIno, Kind::kShaDir},
-      {kUploadsIno, Kind::kUploadsDir}, {kBackupsIno, Kind::kBackupsDir},
-      {kMetaIno, Kind::kMetaDir},    {kStatsIno, Kind::kStats}};
+      {kRootIno, Kind::kRoot},          {kBlobsIno, Kind::kBlobsDir},
+      {kShaIno, Kind::kShaDir},         {kUploadsIno, Kind::kUploadsDir},
+      {kBackupsIno, Kind::kBackupsDir}, {kMetaIno, Kind::kMetaDir},
+      {kStatsIno, Kind::kStats}};
   for (auto [ino, kind] : fixed) {
     auto n = std::make_shared<Node>();
     n->kind = kind;
@@ -98,16 +107,21 @@ std::shared_ptr<Node> Fs::TreeNode(const std::shared_ptr<FsTree>& t,
 
 double Fs::Timeout(const Node& n) const {
   switch (n.kind) {
-    case Kind::kBlob: return kImmutable;
-    case Kind::kTree: return n.tree->read_only() ? kImmutable : kHead;
+    case Kind::kBlob:
+      return kImmutable;
+    case Kind::kTree:
+      return n.tree->read_only() ? kImmutable : kHead;
     case Kind::kRoot:
     case Kind::kBlobsDir:
-    case Kind::kMetaDir: return kImmutable;
+    case Kind::kMetaDir:
+      return kImmutable;
     // Resolving these decrypts every head and snapshot root: let the kernel keep
     // them for a second rather than redo that on every path walk.
     case Kind::kSetDir:
-    case Kind::kSnapsDir: return 1.0;
-    default: return 0.0;  // listings that change under us
+    case Kind::kSnapsDir:
+      return 1.0;
+    default:
+      return 0.0;  // listings that change under us
   }
 }
 
@@ -123,10 +137,19 @@ bool Fs::Attr(const Node& n, struct stat* st) {
     case Kind::kBackupsDir:
     case Kind::kSetDir:
     case Kind::kSnapsDir:
-    case Kind::kMetaDir: st->st_mode = S_IFDIR | 0755; st->st_nlink = 2; break;
+    case Kind::kMetaDir:
+      st->st_mode = S_IFDIR | 0755;
+      st->st_nlink = 2;
+      break;
     case Kind::kBlobsDir:
-    case Kind::kShaDir: st->st_mode = S_IFDIR | 0555; st->st_nlink = 2; break;
-    case Kind::kUploadsDir: st->st_mode = S_IFDIR | 0700; st->st_nlink = 2; break;
+    case Kind::kShaDir:
+      st->st_mode = S_IFDIR | 0555;
+      st->st_nlink = 2;
+      break;
+    case Kind::kUploadsDir:
+      st->st_mode = S_IFDIR | 0700;
+      st->st_nlink = 2;
+      break;
     case Kind::kBlob:
       st->st_mode = S_IFREG | 0444;
       st->st_size = static_cast<off_t>(n.blob->size());
@@ -138,7 +161,10 @@ bool Fs::Attr(const Node& n, struct stat* st) {
       st->st_size = static_cast<off_t>(n.upload->size);
       break;
     }
-    case Kind::kStats: st->st_mode = S_IFREG | 0444; st->st_size = 0; break;
+    case Kind::kStats:
+      st->st_mode = S_IFREG | 0444;
+      st->st_size = 0;
+      break;
     case Kind::kTree: {
       std::lock_guard<std::mutex> l(n.tree->mu());
       n.inode->FillStat(st);
@@ -255,8 +281,10 @@ std::shared_ptr<Node> Fs::Child(const std::shared_ptr<Node>& dir, const std::str
       }
       if (name == ".coffer") return Get(kMetaIno);
       return nullptr;
-    case Kind::kBlobsDir: return name == "sha256" ? Get(kShaIno) : nullptr;
-    case Kind::kMetaDir: return name == "stats" ? Get(kStatsIno) : nullptr;
+    case Kind::kBlobsDir:
+      return name == "sha256" ? Get(kShaIno) : nullptr;
+    case Kind::kMetaDir:
+      return name == "stats" ? Get(kStatsIno) : nullptr;
     case Kind::kShaDir: {
       if (!IsHexDigest(name.c_str())) return nullptr;
       auto blob = repo_->OpenBlob("sha256:" + name);
@@ -323,7 +351,9 @@ std::shared_ptr<Node> Fs::Child(const std::shared_ptr<Node>& dir, const std::str
       }
       return TreeNode(dir->tree, c);
     }
-    default: *err = ENOTDIR; return nullptr;
+    default:
+      *err = ENOTDIR;
+      return nullptr;
   }
 }
 
@@ -375,8 +405,12 @@ void Fs::Opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
       add("repos", 0, S_IFDIR);
       add(".coffer", kMetaIno, S_IFDIR);
       break;
-    case Kind::kBlobsDir: add("sha256", kShaIno, S_IFDIR); break;
-    case Kind::kMetaDir: add("stats", kStatsIno, S_IFREG); break;
+    case Kind::kBlobsDir:
+      add("sha256", kShaIno, S_IFDIR);
+      break;
+    case Kind::kMetaDir:
+      add("stats", kStatsIno, S_IFREG);
+      break;
     case Kind::kShaDir: {
       auto blobs = repo_->ListBlobs();
       st = blobs.status();
@@ -413,7 +447,8 @@ void Fs::Opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
       for (const auto& [name, c] : n->inode->children) add(name, c->ino, c->StatMode());
       break;
     }
-    default: return (void)fuse_reply_err(req, ENOTDIR);
+    default:
+      return (void)fuse_reply_err(req, ENOTDIR);
   }
   if (!st.ok()) return (void)fuse_reply_err(req, Errno(st));
   fi->fh = reinterpret_cast<uint64_t>(list.release());
@@ -456,10 +491,15 @@ void Fs::Statfs(fuse_req_t req) {
 std::string Fs::StatsJson() {
   auto s = repo_->GetStats();
   if (!s.ok()) return nlohmann::json({{"error", s.status().message()}}).dump() + "\n";
-  nlohmann::json j = {{"logical_bytes", s->logical_bytes}, {"unique_bytes", s->unique_bytes},
-                      {"stored_bytes", s->stored_bytes}, {"repo_bytes", s->repo_bytes},
-                      {"chunks", s->chunks}, {"packs", s->packs}, {"blobs", s->blobs},
-                      {"snapshots", s->snapshots}, {"dedup_ratio", s->dedup_ratio()},
+  nlohmann::json j = {{"logical_bytes", s->logical_bytes},
+                      {"unique_bytes", s->unique_bytes},
+                      {"stored_bytes", s->stored_bytes},
+                      {"repo_bytes", s->repo_bytes},
+                      {"chunks", s->chunks},
+                      {"packs", s->packs},
+                      {"blobs", s->blobs},
+                      {"snapshots", s->snapshots},
+                      {"dedup_ratio", s->dedup_ratio()},
                       {"compression_ratio", s->compression_ratio()}};
   std::lock_guard<std::mutex> l(mu_);
   j["uploads_open"] = uploads_.size();

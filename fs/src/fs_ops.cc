@@ -58,7 +58,8 @@ void Fs::TreeCreate(fuse_req_t req, const std::shared_ptr<Node>& parent, const c
     // FUSE_CAP_DONT_MASK and FUSE_CAP_POSIX_ACL).
     mode_t m = mode & 07777;
     std::map<std::string, std::string> acls;
-    if (type == EntryType::kSymlink || !AclInherit(dir.xattrs, type == EntryType::kDir, m, &acls, &m))
+    if (type == EntryType::kSymlink ||
+        !AclInherit(dir.xattrs, type == EntryType::kDir, m, &acls, &m))
       m &= ~(ctx->umask & 0777);
     n = parent->tree->NewInode(type, m, ctx->uid, ctx->gid);
     n->xattrs = std::move(acls);
@@ -91,7 +92,8 @@ void Fs::TreeCreate(fuse_req_t req, const std::shared_ptr<Node>& parent, const c
 void Fs::Mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev) {
   auto p = Get(parent);
   if (!p) return (void)fuse_reply_err(req, ESTALE);
-  if (p->kind != Kind::kTree) return (void)fuse_reply_err(req, p->kind == Kind::kUploadsDir ? EPERM : EROFS);
+  if (p->kind != Kind::kTree)
+    return (void)fuse_reply_err(req, p->kind == Kind::kUploadsDir ? EPERM : EROFS);
   TreeCreate(req, p, name, TypeOfMode(mode), mode, rdev, nullptr, nullptr);
 }
 
@@ -105,7 +107,8 @@ void Fs::Symlink(fuse_req_t req, const char* link, fuse_ino_t parent, const char
 void Fs::Mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
   auto p = Get(parent);
   if (!p) return (void)fuse_reply_err(req, ESTALE);
-  if (p->kind == Kind::kTree) return TreeCreate(req, p, name, EntryType::kDir, mode, 0, nullptr, nullptr);
+  if (p->kind == Kind::kTree)
+    return TreeCreate(req, p, name, EntryType::kDir, mode, 0, nullptr, nullptr);
   if (p->kind == Kind::kBackupsDir) {  // a new backup set with an empty head
     if (!ValidSetName(name)) return (void)fuse_reply_err(req, EINVAL);
     auto sets = ListSets();
@@ -133,7 +136,8 @@ void Fs::Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode
                 struct fuse_file_info* fi) {
   auto p = Get(parent);
   if (!p) return (void)fuse_reply_err(req, ESTALE);
-  if (p->kind == Kind::kTree) return TreeCreate(req, p, name, EntryType::kFile, mode, 0, nullptr, fi);
+  if (p->kind == Kind::kTree)
+    return TreeCreate(req, p, name, EntryType::kFile, mode, 0, nullptr, fi);
   if (p->kind != Kind::kUploadsDir) return (void)fuse_reply_err(req, EROFS);
   if (!ValidName(name)) return (void)fuse_reply_err(req, EINVAL);
   auto u = std::make_shared<Upload>();
@@ -348,10 +352,12 @@ void Fs::Setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set) 
     if ((to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) && !(to_set & FUSE_SET_ATTR_MODE) &&
         fuse_req_ctx(req)->uid != 0 && i.type != EntryType::kDir)
       i.mode &= ~(S_ISUID | S_ISGID);
-    if (to_set & FUSE_SET_ATTR_ATIME_NOW) i.atime_ns = now;
+    if (to_set & FUSE_SET_ATTR_ATIME_NOW)
+      i.atime_ns = now;
     else if (to_set & FUSE_SET_ATTR_ATIME)
       i.atime_ns = int64_t(attr->st_atim.tv_sec) * 1000000000 + attr->st_atim.tv_nsec;
-    if (to_set & FUSE_SET_ATTR_MTIME_NOW) i.mtime_ns = now;
+    if (to_set & FUSE_SET_ATTR_MTIME_NOW)
+      i.mtime_ns = now;
     else if (to_set & FUSE_SET_ATTR_MTIME)
       i.mtime_ns = int64_t(attr->st_mtim.tv_sec) * 1000000000 + attr->st_mtim.tv_nsec;
     i.ctime_ns = now;
@@ -362,8 +368,8 @@ void Fs::Setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set) 
 
 // ---- xattrs -------------------------------------------------------------------------------
 
-void Fs::Setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value,
-                  size_t size, int flags) {
+void Fs::Setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size,
+                  int flags) {
   auto n = Get(ino);
   if (!n) return (void)fuse_reply_err(req, ESTALE);
   if (n->kind != Kind::kTree || n->tree->read_only()) return (void)fuse_reply_err(req, EROFS);
@@ -481,7 +487,8 @@ void Fs::Open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
       if (n->tree->read_only()) fi->keep_cache = 1;
       break;
     }
-    default: return (void)fuse_reply_err(req, EISDIR);
+    default:
+      return (void)fuse_reply_err(req, EISDIR);
   }
   ++open_files_;
   fi->fh = reinterpret_cast<uint64_t>(h.release());
@@ -494,7 +501,9 @@ void Fs::Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fus
   std::unique_ptr<char[]> buf(new char[size]);  // not zero-filled: every byte is written
   Result<size_t> got = size_t{0};
   switch (n->kind) {
-    case Kind::kBlob: got = n->blob->ReadAt(static_cast<uint64_t>(off), size, buf.get()); break;
+    case Kind::kBlob:
+      got = n->blob->ReadAt(static_cast<uint64_t>(off), size, buf.get());
+      break;
     case Kind::kStats: {
       const std::string& s = reinterpret_cast<Handle*>(fi->fh)->stats;
       size_t k = off < static_cast<off_t>(s.size()) ? std::min(size, s.size() - off) : 0;
@@ -508,7 +517,8 @@ void Fs::Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fus
       got = n->tree->Read(*n->inode, static_cast<uint64_t>(off), size, buf.get());
       break;
     }
-    default: return (void)fuse_reply_err(req, EACCES);
+    default:
+      return (void)fuse_reply_err(req, EACCES);
   }
   if (!got.ok()) return (void)fuse_reply_err(req, Errno(got.status()));
   fuse_reply_buf(req, buf.get(), *got);
@@ -522,7 +532,8 @@ void Fs::Write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off
   if (n->kind == Kind::kUpload) {
     std::lock_guard<std::mutex> l(n->upload->mu);
     Upload& u = *n->upload;
-    if (static_cast<uint64_t>(off) != u.size) return (void)fuse_reply_err(req, EINVAL);  // append-only
+    if (static_cast<uint64_t>(off) != u.size)
+      return (void)fuse_reply_err(req, EINVAL);  // append-only
     st = u.writer->Append(std::string_view(buf, size));
     if (st.ok()) {
       EVP_DigestUpdate(static_cast<EVP_MD_CTX*>(u.sha), buf, size);
@@ -614,11 +625,11 @@ auto Fs::WithWorldStopped(Fn fn) {
 // After ENOSPC: drop pending chunks nothing references any more (data written and
 // deleted while the disk was full).
 void Fs::Reclaim() {
-  uint64_t dropped = WithWorldStopped([&](const std::vector<chunkstore::ChunkId>& live) {
-    return repo_->DiscardPending(live);
-  });
-  if (dropped) fprintf(stderr, "coffer: disk full: dropped %llu bytes of deleted, unsaved data\n",
-                       (unsigned long long)dropped);
+  uint64_t dropped = WithWorldStopped(
+      [&](const std::vector<chunkstore::ChunkId>& live) { return repo_->DiscardPending(live); });
+  if (dropped)
+    fprintf(stderr, "coffer: disk full: dropped %llu bytes of deleted, unsaved data\n",
+            (unsigned long long)dropped);
 }
 
 Status Fs::SaveHeads(bool all, bool final) {
@@ -657,17 +668,15 @@ Result<chunkstore::SnapshotInfo> Fs::Snapshot(const std::string& set, const std:
   return info;
 }
 
-
 // Stop-the-world gc: every head is saved and held, every upload held, and the
 // chunks only they know about are passed to the repository as live.
 Result<chunkstore::GcReport> Fs::Gc() {
   RETURN_IF_ERROR(SaveHeads(true));
-  auto r = WithWorldStopped([&](const std::vector<chunkstore::ChunkId>& live) {
-    return repo_->Gc(nullptr, live);
-  });
+  auto r = WithWorldStopped(
+      [&](const std::vector<chunkstore::ChunkId>& live) { return repo_->Gc(nullptr, live); });
   if (r.ok() && audit_)
     audit_->Note("gc", {{"packs_deleted", std::to_string(r->packs_deleted)},
-                          {"bytes_freed", std::to_string(r->bytes_freed)}});
+                        {"bytes_freed", std::to_string(r->bytes_freed)}});
   return r;
 }
 

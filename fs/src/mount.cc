@@ -3,8 +3,8 @@
 #include <sys/mount.h>
 
 #include <chrono>
-#include <csignal>
 #include <condition_variable>
+#include <csignal>
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -52,19 +52,27 @@ const struct fuse_lowlevel_ops kOps = [] {
   o.write = [](fuse_req_t r, fuse_ino_t i, const char* b, size_t s, off_t off,
                struct fuse_file_info* fi) { F(r)->Write(r, i, b, s, off, fi); };
   o.flush = [](fuse_req_t r, fuse_ino_t, struct fuse_file_info*) { fuse_reply_err(r, 0); };
-  o.release = [](fuse_req_t r, fuse_ino_t i, struct fuse_file_info* fi) { F(r)->Release(r, i, fi); };
+  o.release = [](fuse_req_t r, fuse_ino_t i, struct fuse_file_info* fi) {
+    F(r)->Release(r, i, fi);
+  };
   o.fsync = [](fuse_req_t r, fuse_ino_t i, int, struct fuse_file_info*) { F(r)->Fsync(r, i); };
-  o.opendir = [](fuse_req_t r, fuse_ino_t i, struct fuse_file_info* fi) { F(r)->Opendir(r, i, fi); };
+  o.opendir = [](fuse_req_t r, fuse_ino_t i, struct fuse_file_info* fi) {
+    F(r)->Opendir(r, i, fi);
+  };
   o.readdir = [](fuse_req_t r, fuse_ino_t i, size_t s, off_t off, struct fuse_file_info* fi) {
     F(r)->Readdir(r, i, s, off, fi);
   };
-  o.releasedir = [](fuse_req_t r, fuse_ino_t, struct fuse_file_info* fi) { F(r)->Releasedir(r, fi); };
+  o.releasedir = [](fuse_req_t r, fuse_ino_t, struct fuse_file_info* fi) {
+    F(r)->Releasedir(r, fi);
+  };
   o.fsyncdir = [](fuse_req_t r, fuse_ino_t i, int, struct fuse_file_info*) { F(r)->Fsync(r, i); };
   o.statfs = [](fuse_req_t r, fuse_ino_t) { F(r)->Statfs(r); };
   o.setxattr = [](fuse_req_t r, fuse_ino_t i, const char* n, const char* v, size_t s, int f) {
     F(r)->Setxattr(r, i, n, v, s, f);
   };
-  o.getxattr = [](fuse_req_t r, fuse_ino_t i, const char* n, size_t s) { F(r)->Getxattr(r, i, n, s); };
+  o.getxattr = [](fuse_req_t r, fuse_ino_t i, const char* n, size_t s) {
+    F(r)->Getxattr(r, i, n, s);
+  };
   o.listxattr = [](fuse_req_t r, fuse_ino_t i, size_t s) { F(r)->Listxattr(r, i, s); };
   o.removexattr = [](fuse_req_t r, fuse_ino_t i, const char* n) { F(r)->Removexattr(r, i, n); };
   return o;
@@ -74,7 +82,9 @@ const struct fuse_lowlevel_ops kOps = [] {
 std::string HandleControl(Fs* fs, const std::string& line) {
   auto req = nlohmann::json::parse(line, nullptr, false);
   auto fail = [](const Status& st) {
-    return nlohmann::json({{"ok", false}, {"error", st.message()}, {"code", chunkstore::CodeName(st.code())}}).dump();
+    return nlohmann::json(
+               {{"ok", false}, {"error", st.message()}, {"code", chunkstore::CodeName(st.code())}})
+        .dump();
   };
   if (req.is_discarded() || !req.is_object() || !req.contains("verb") || !req["verb"].is_string())
     return fail(Status::InvalidArgument("control request is not {\"verb\": ...}"));
@@ -83,33 +93,54 @@ std::string HandleControl(Fs* fs, const std::string& line) {
   if (verb == "snapshot") {
     auto s = fs->Snapshot(req.value("set", ""), req.value("name", ""));
     if (!s.ok()) return fail(s.status());
-    return nlohmann::json({{"ok", true}, {"id", s->id}, {"set", s->set}, {"tag", s->tag},
-                           {"files", s->files}, {"bytes", s->bytes}}).dump();
+    return nlohmann::json({{"ok", true},
+                           {"id", s->id},
+                           {"set", s->set},
+                           {"tag", s->tag},
+                           {"files", s->files},
+                           {"bytes", s->bytes}})
+        .dump();
   }
   if (verb == "gc") {
     auto r = fs->Gc();
     if (!r.ok()) return fail(r.status());
-    return nlohmann::json({{"ok", true}, {"live_chunks", r->live_chunks}, {"dead_chunks", r->dead_chunks},
-                           {"packs_deleted", r->packs_deleted}, {"packs_repacked", r->packs_repacked},
-                           {"bytes_freed", r->bytes_freed}}).dump();
+    return nlohmann::json({{"ok", true},
+                           {"live_chunks", r->live_chunks},
+                           {"dead_chunks", r->dead_chunks},
+                           {"packs_deleted", r->packs_deleted},
+                           {"packs_repacked", r->packs_repacked},
+                           {"bytes_freed", r->bytes_freed}})
+        .dump();
   }
   if (verb == "stats") {
     auto s = fs->repo()->GetStats();
     if (!s.ok()) return fail(s.status());
-    return nlohmann::json({{"ok", true}, {"logical_bytes", s->logical_bytes}, {"unique_bytes", s->unique_bytes},
-                           {"stored_bytes", s->stored_bytes}, {"repo_bytes", s->repo_bytes},
-                           {"chunks", s->chunks}, {"packs", s->packs}, {"blobs", s->blobs},
-                           {"snapshots", s->snapshots}, {"dedup_ratio", s->dedup_ratio()},
-                           {"compression_ratio", s->compression_ratio()}}).dump();
+    return nlohmann::json({{"ok", true},
+                           {"logical_bytes", s->logical_bytes},
+                           {"unique_bytes", s->unique_bytes},
+                           {"stored_bytes", s->stored_bytes},
+                           {"repo_bytes", s->repo_bytes},
+                           {"chunks", s->chunks},
+                           {"packs", s->packs},
+                           {"blobs", s->blobs},
+                           {"snapshots", s->snapshots},
+                           {"dedup_ratio", s->dedup_ratio()},
+                           {"compression_ratio", s->compression_ratio()}})
+        .dump();
   }
   if (verb == "check") {
     Status saved = fs->SaveHeads(true);
     if (!saved.ok()) return fail(saved);
     auto r = fs->repo()->CheckData(nullptr);
     if (!r.ok()) return fail(r.status());
-    return nlohmann::json({{"ok", true}, {"clean", r->ok()}, {"packs", r->packs}, {"records", r->records},
-                           {"chunks", r->chunks}, {"bytes_read", r->bytes_read},
-                           {"problems", r->problems}}).dump();
+    return nlohmann::json({{"ok", true},
+                           {"clean", r->ok()},
+                           {"packs", r->packs},
+                           {"records", r->records},
+                           {"chunks", r->chunks},
+                           {"bytes_read", r->bytes_read},
+                           {"problems", r->problems}})
+        .dump();
   }
   return fail(Status::InvalidArgument("unknown control verb `" + verb + "`"));
 }
@@ -149,12 +180,15 @@ Status RunMount(std::unique_ptr<chunkstore::Repository> repo, const MountOptions
   if (fuse_session_mount(se, opts.mountpoint.c_str()) != 0) {
     fuse_remove_signal_handlers(se);
     fuse_session_destroy(se);
-    return Status::IOError("mount FUSE at `" + opts.mountpoint + "` (is /dev/fuse there, and are you root?)");
+    return Status::IOError("mount FUSE at `" + opts.mountpoint +
+                           "` (is /dev/fuse there, and are you root?)");
   }
   ControlServer control;
-  std::string sock = opts.control_socket.empty() ? ControlSocketPath(repo->dir()) : opts.control_socket;
+  std::string sock =
+      opts.control_socket.empty() ? ControlSocketPath(repo->dir()) : opts.control_socket;
   Status st = control.Start(sock, [&fs](const std::string& r) { return HandleControl(&fs, r); });
-  if (!st.ok()) fprintf(stderr, "coffer: %s (administrative verbs unavailable)\n", st.message().c_str());
+  if (!st.ok())
+    fprintf(stderr, "coffer: %s (administrative verbs unavailable)\n", st.message().c_str());
   if (audit) audit->Note("mount", {{"mountpoint", opts.mountpoint}});
 
   std::mutex mu;
@@ -164,7 +198,8 @@ Status RunMount(std::unique_ptr<chunkstore::Repository> repo, const MountOptions
   // Heads changed by close() are saved within commit_interval_ms; fsync saves at once.
   std::thread committer([&] {
     std::unique_lock<std::mutex> l(mu);
-    while (!cv.wait_for(l, std::chrono::milliseconds(opts.commit_interval_ms), [&] { return stop; })) {
+    while (
+        !cv.wait_for(l, std::chrono::milliseconds(opts.commit_interval_ms), [&] { return stop; })) {
       l.unlock();
       Status s = fs.SaveHeads(false);
       if (!s.ok()) fprintf(stderr, "coffer: %s\n", s.ToString().c_str());
@@ -198,7 +233,9 @@ Status RunMount(std::unique_ptr<chunkstore::Repository> repo, const MountOptions
   committer.join();
   Status saved = fs.SaveHeads(true, /*final=*/true);
   control.Stop();
-  if (audit) audit->Note("unmount", {{"mountpoint", opts.mountpoint}, {"reason", idle_exit ? "idle" : "request"}});
+  if (audit)
+    audit->Note("unmount",
+                {{"mountpoint", opts.mountpoint}, {"reason", idle_exit ? "idle" : "request"}});
   if (opts.handle_signals) fuse_remove_signal_handlers(se);
   fuse_session_unmount(se);
   fuse_session_destroy(se);

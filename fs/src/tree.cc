@@ -34,13 +34,26 @@ int64_t NowNs() {
 mode_t TreeInode::StatMode() const {
   mode_t t = S_IFREG;
   switch (type) {
-    case EntryType::kDir: t = S_IFDIR; break;
-    case EntryType::kSymlink: t = S_IFLNK; break;
-    case EntryType::kCharDev: t = S_IFCHR; break;
-    case EntryType::kBlockDev: t = S_IFBLK; break;
-    case EntryType::kFifo: t = S_IFIFO; break;
-    case EntryType::kSocket: t = S_IFSOCK; break;
-    default: break;
+    case EntryType::kDir:
+      t = S_IFDIR;
+      break;
+    case EntryType::kSymlink:
+      t = S_IFLNK;
+      break;
+    case EntryType::kCharDev:
+      t = S_IFCHR;
+      break;
+    case EntryType::kBlockDev:
+      t = S_IFBLK;
+      break;
+    case EntryType::kFifo:
+      t = S_IFIFO;
+      break;
+    case EntryType::kSocket:
+      t = S_IFSOCK;
+      break;
+    default:
+      break;
   }
   return t | mode;
 }
@@ -122,7 +135,8 @@ Status FsTree::Load(
     if (e.type == EntryType::kHardlink) {
       auto t = by_path.find(e.link);
       if (t == by_path.end())
-        return Status::Corruption("tree of " + set_ + ": hardlink `" + e.path + "` to a missing file");
+        return Status::Corruption("tree of " + set_ + ": hardlink `" + e.path +
+                                  "` to a missing file");
       n = t->second;
       ++n->nlink;
     } else {
@@ -193,7 +207,8 @@ Status FsTree::ReadBase(const FileData& d, uint64_t off, size_t n, char* buf) {
   while (done < n && i < d.chunks.size()) {
     uint64_t in = off + done - d.starts[i];
     size_t take = std::min<size_t>(n - done, d.chunks[i].length - in);
-    RETURN_IF_ERROR(repo_->ReadChunkAt(d.chunks[i].id, static_cast<uint32_t>(in), take, buf + done));
+    RETURN_IF_ERROR(
+        repo_->ReadChunkAt(d.chunks[i].id, static_cast<uint32_t>(in), take, buf + done));
     done += take;
     ++i;
   }
@@ -242,7 +257,8 @@ Result<size_t> FsTree::Read(TreeInode& f, uint64_t off, size_t n, char* buf) {
     if (it != d.dirty.end()) {
       std::memcpy(buf + done, it->second.data() + in, take);
     } else {
-      size_t from_base = pos < d.base_size ? static_cast<size_t>(std::min<uint64_t>(take, d.base_size - pos)) : 0;
+      size_t from_base =
+          pos < d.base_size ? static_cast<size_t>(std::min<uint64_t>(take, d.base_size - pos)) : 0;
       if (from_base) RETURN_IF_ERROR(ReadBase(d, pos, from_base, buf + done));
       std::memset(buf + done + from_base, 0, take - from_base);  // the tail past the base
     }

@@ -55,7 +55,7 @@ struct TreeInode {
   std::map<std::string, std::string> xattrs;
   std::map<std::string, std::shared_ptr<TreeInode>> children;  // directories
   FileData data;                                               // regular files
-  int writers = 0;  // open file handles that may write
+  int writers = 0;                                             // open file handles that may write
 
   mode_t StatMode() const;
   void FillStat(struct stat* st) const;
@@ -74,7 +74,8 @@ class FsTree {
   const std::shared_ptr<TreeInode>& root() const { return root_; }
 
   // Builds the tree from entries in pre-order (a head or a snapshot).
-  Status Load(const std::function<Status(const std::function<Status(chunkstore::TreeEntry&)>&)>& each);
+  Status Load(
+      const std::function<Status(const std::function<Status(chunkstore::TreeEntry&)>&)>& each);
   // Saves the tree as the set's head. Files not open for writing are
   // materialized first; open ones are saved as of their last close.
   // `final` (unmount): open files are materialized too — no more writes can come,

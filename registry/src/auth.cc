@@ -34,19 +34,26 @@ chunkstore::Result<unsigned> ParseActions(const std::string& s, int line) {
   std::stringstream ss(s);
   std::string tok;
   while (std::getline(ss, tok, ',')) {
-    if (tok == "pull") a |= kPull;
-    else if (tok == "push") a |= kPush;
-    else if (tok == "delete") a |= kDelete;
-    else if (tok == "*" || tok == "all") a |= kPull | kPush | kDelete;
-    else if (tok == "none" || tok == "-") {}
-    else return Status::InvalidArgument("access rules line " + std::to_string(line) + ": unknown action `" + tok + "`");
+    if (tok == "pull")
+      a |= kPull;
+    else if (tok == "push")
+      a |= kPush;
+    else if (tok == "delete")
+      a |= kDelete;
+    else if (tok == "*" || tok == "all")
+      a |= kPull | kPush | kDelete;
+    else if (tok == "none" || tok == "-") {
+    } else
+      return Status::InvalidArgument("access rules line " + std::to_string(line) +
+                                     ": unknown action `" + tok + "`");
   }
   return a;
 }
 
 }  // namespace
 
-chunkstore::Result<std::unique_ptr<Auth>> Auth::Load(const std::string& htpasswd, const std::string& access) {
+chunkstore::Result<std::unique_ptr<Auth>> Auth::Load(const std::string& htpasswd,
+                                                     const std::string& access) {
   std::string h, a;
   if (!htpasswd.empty()) {
     ASSIGN_OR_RETURN(h, Slurp(htpasswd));
@@ -58,7 +65,8 @@ chunkstore::Result<std::unique_ptr<Auth>> Auth::Load(const std::string& htpasswd
 }
 
 chunkstore::Result<std::unique_ptr<Auth>> Auth::FromStrings(const std::string& htpasswd,
-                                                            const std::string& access, bool enabled) {
+                                                            const std::string& access,
+                                                            bool enabled) {
   auto auth = std::unique_ptr<Auth>(new Auth);
   auth->enabled_ = enabled;
   std::stringstream hs(htpasswd);

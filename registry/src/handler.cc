@@ -5,10 +5,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <boost/json.hpp>
 #include <charconv>
 #include <functional>
-
-#include <boost/json.hpp>
 
 #include "names.h"
 
@@ -141,8 +140,8 @@ Dispatch Handler::Handle(const Request& req) {
   return Route_(req, r);
 }
 
-std::optional<Response> Handler::Check(const Request& req, const std::string& repo, unsigned actions,
-                                       std::string* user) {
+std::optional<Response> Handler::Check(const Request& req, const std::string& repo,
+                                       unsigned actions, std::string* user) {
   if (!auth_) return std::nullopt;
   auto who = auth_->Authenticate(req.Header("authorization"));
   auto challenge = [&](const std::string& msg) {
@@ -184,17 +183,22 @@ Dispatch Handler::Route_(const Request& req, const Route& r) {
       resp.body = "{}";
       return reply(std::move(resp));
     }
-    case Route::kCatalog: return read ? reply(Catalog(req, r, user)) : bad_method();
-    case Route::kTags: return read ? reply(TagsList(r)) : bad_method();
-    case Route::kReferrers: return read ? reply(Referrers(r)) : bad_method();
+    case Route::kCatalog:
+      return read ? reply(Catalog(req, r, user)) : bad_method();
+    case Route::kTags:
+      return read ? reply(TagsList(r)) : bad_method();
+    case Route::kReferrers:
+      return read ? reply(Referrers(r)) : bad_method();
     case Route::kBlob:
       if (read) return reply(GetBlob(req, r));
       if (m == "DELETE") return reply(DeleteBlob(r));
       return bad_method();
-    case Route::kUploads: return m == "POST" ? StartUpload(req, r, user) : bad_method();
+    case Route::kUploads:
+      return m == "POST" ? StartUpload(req, r, user) : bad_method();
     case Route::kUpload:
       if (!ValidUploadId(r.ref))
-        return reply(ErrorResponse(404, "BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry", r.ref));
+        return reply(
+            ErrorResponse(404, "BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry", r.ref));
       if (m == "GET") return reply(UploadStatus(r));
       if (m == "PATCH") return PatchUpload(req, r);
       if (m == "PUT") return PutUpload(req, r);
@@ -225,8 +229,8 @@ bool PageParams(const std::map<std::string, std::string>& q, size_t* n, std::str
 }
 
 // Takes up to n entries after `last` from the sorted `all`; sets *more.
-std::vector<std::string> Page(const std::vector<std::string>& all, size_t n, const std::string& last,
-                              bool* more) {
+std::vector<std::string> Page(const std::vector<std::string>& all, size_t n,
+                              const std::string& last, bool* more) {
   auto it = last.empty() ? all.begin() : std::upper_bound(all.begin(), all.end(), last);
   std::vector<std::string> out;
   for (; it != all.end() && out.size() < n; ++it) out.push_back(*it);
@@ -254,7 +258,8 @@ Response Handler::Catalog(const Request& req, const Route& r, const std::string&
       std::string child = rel.empty() ? e : rel + "/" + e;
       if (ValidRepoName(child) && storage_->IsDir(child)) walk(child, depth + 1);
     }
-    if (is_repo && !rel.empty() && (!auth_ || auth_->Allowed(user, rel, kPull))) repos.push_back(rel);
+    if (is_repo && !rel.empty() && (!auth_ || auth_->Allowed(user, rel, kPull)))
+      repos.push_back(rel);
   };
   walk("", 0);
   std::sort(repos.begin(), repos.end());
@@ -279,7 +284,8 @@ Response Handler::TagsList(const Route& r) {
   std::string last;
   if (!PageParams(r.query, &n, &last))
     return ErrorResponse(400, "PAGINATION_NUMBER_INVALID", "n must be a non-negative integer");
-  if (!RepoExists(r.name)) return ErrorResponse(404, "NAME_UNKNOWN", "repository name not known to registry", r.name);
+  if (!RepoExists(r.name))
+    return ErrorResponse(404, "NAME_UNKNOWN", "repository name not known to registry", r.name);
   std::vector<std::string> tags;
   if (auto entries = storage_->List(r.name + "/_manifests/tags"); entries.ok()) {
     for (auto& t : *entries)

@@ -46,8 +46,15 @@ class UploadSink : public BodySink {
   enum Mode { kAppend, kFinish };
   UploadSink(Handler* h, Mode mode, std::string name, std::string id, std::string digest,
              std::unique_ptr<UploadWriter> w, std::optional<uint64_t> expect, bool owned)
-      : h_(h), mode_(mode), name_(std::move(name)), id_(std::move(id)), digest_(std::move(digest)),
-        w_(std::move(w)), start_(w_->offset()), expect_(expect), owned_(owned) {}
+      : h_(h),
+        mode_(mode),
+        name_(std::move(name)),
+        id_(std::move(id)),
+        digest_(std::move(digest)),
+        w_(std::move(w)),
+        start_(w_->offset()),
+        expect_(expect),
+        owned_(owned) {}
 
   // A monolithic upload whose request died is unreachable: remove it.
   ~UploadSink() override {
@@ -101,7 +108,8 @@ Dispatch Reply(Response r) { return Dispatch{std::move(r), nullptr}; }
 Response Handler::GetBlob(const Request& req, const Route& r) {
   if (CheckDigest(r.ref) != DigestCheck::kOk) return BadDigest(r.ref);
   std::string hex = DigestHex(r.ref);
-  if (!BlobLinked(r.name, hex)) return ErrorResponse(404, "BLOB_UNKNOWN", "blob unknown to registry", r.ref);
+  if (!BlobLinked(r.name, hex))
+    return ErrorResponse(404, "BLOB_UNKNOWN", "blob unknown to registry", r.ref);
   Response resp;
   resp.Set("Docker-Content-Digest", r.ref);
   resp.Set("Content-Type", "application/octet-stream");
@@ -111,7 +119,8 @@ Response Handler::GetBlob(const Request& req, const Route& r) {
   if (req.method == "HEAD") {
     auto size = storage_->BlobSize(hex);
     if (!size.ok()) {
-      if (size.status().IsNotFound()) return ErrorResponse(404, "BLOB_UNKNOWN", "blob unknown to registry", r.ref);
+      if (size.status().IsNotFound())
+        return ErrorResponse(404, "BLOB_UNKNOWN", "blob unknown to registry", r.ref);
       return StorageError(size.status());
     }
     resp.head = true;
@@ -120,7 +129,8 @@ Response Handler::GetBlob(const Request& req, const Route& r) {
   }
   auto opened = storage_->OpenBlob(hex);
   if (!opened.ok()) {
-    if (opened.status().IsNotFound()) return ErrorResponse(404, "BLOB_UNKNOWN", "blob unknown to registry", r.ref);
+    if (opened.status().IsNotFound())
+      return ErrorResponse(404, "BLOB_UNKNOWN", "blob unknown to registry", r.ref);
     return StorageError(opened.status());
   }
   auto [fd, size] = *opened;
@@ -136,8 +146,8 @@ Response Handler::GetBlob(const Request& req, const Route& r) {
   }
   if (rp == RangeParse::kOk) {
     resp.status = 206;
-    resp.Set("Content-Range", "bytes " + std::to_string(range.first) + "-" + std::to_string(range.last) +
-                                  "/" + std::to_string(size));
+    resp.Set("Content-Range", "bytes " + std::to_string(range.first) + "-" +
+                                  std::to_string(range.last) + "/" + std::to_string(size));
     resp.file = std::make_shared<FileRange>(fd, range.first, range.last - range.first + 1);
   } else {
     resp.file = std::make_shared<FileRange>(fd, 0, size);
@@ -195,24 +205,26 @@ Dispatch Handler::StartUpload(const Request& req, const Route& r, const std::str
   auto w = storage_->OpenUpload(id, 0);
   if (!w.ok()) return Reply(StorageError(w.status()));
   (void)req;
-  return Dispatch{std::nullopt, std::make_unique<UploadSink>(this, UploadSink::kFinish, r.name, id,
-                                                             digest->second, std::move(*w), std::nullopt,
-                                                             /*owned=*/true)};
+  return Dispatch{std::nullopt,
+                  std::make_unique<UploadSink>(this, UploadSink::kFinish, r.name, id,
+                                               digest->second, std::move(*w), std::nullopt,
+                                               /*owned=*/true)};
 }
 
 namespace {
 
 // Checks Content-Range/Content-Length of a chunk against the upload's size.
 // Sets *expect to the chunk's length when the client stated it.
-std::optional<Response> CheckChunk(const Request& req, const std::string& name, const std::string& id,
-                                   uint64_t size, std::optional<uint64_t>* expect) {
+std::optional<Response> CheckChunk(const Request& req, const std::string& name,
+                                   const std::string& id, uint64_t size,
+                                   std::optional<uint64_t>* expect) {
   const std::string* cr = req.Header("content-range");
   if (cr) {
     ByteRange range;
     if (!ParseUploadRange(*cr, &range) || range.first != size) {
-      Response e = ErrorResponse(416, "BLOB_UPLOAD_INVALID",
-                                 "Content-Range does not continue the upload",
-                                 "upload has " + std::to_string(size) + " bytes; got " + *cr);
+      Response e =
+          ErrorResponse(416, "BLOB_UPLOAD_INVALID", "Content-Range does not continue the upload",
+                        "upload has " + std::to_string(size) + " bytes; got " + *cr);
       e.Set("Location", UploadLocation(name, id));
       e.Set("Range", RangeHeader(size));
       e.Set("Docker-Upload-UUID", id);
@@ -233,7 +245,8 @@ Dispatch Handler::PatchUpload(const Request& req, const Route& r) {
   auto size = storage_->UploadSize(r.ref);
   if (!size.ok()) {
     if (size.status().IsNotFound())
-      return Reply(ErrorResponse(404, "BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry", r.ref));
+      return Reply(
+          ErrorResponse(404, "BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry", r.ref));
     return Reply(StorageError(size.status()));
   }
   std::optional<uint64_t> expect;
@@ -247,38 +260,45 @@ Dispatch Handler::PatchUpload(const Request& req, const Route& r) {
     }
     return Reply(StorageError(w.status()));
   }
-  return Dispatch{std::nullopt, std::make_unique<UploadSink>(this, UploadSink::kAppend, r.name, r.ref, "",
-                                                             std::move(*w), expect, false)};
+  return Dispatch{std::nullopt,
+                  std::make_unique<UploadSink>(this, UploadSink::kAppend, r.name, r.ref, "",
+                                               std::move(*w), expect, false)};
 }
 
 Dispatch Handler::PutUpload(const Request& req, const Route& r) {
   auto d = r.query.find("digest");
   if (d == r.query.end())
-    return Reply(ErrorResponse(400, "DIGEST_INVALID", "digest query parameter is required to finish an upload"));
+    return Reply(ErrorResponse(400, "DIGEST_INVALID",
+                               "digest query parameter is required to finish an upload"));
   if (CheckDigest(d->second) != DigestCheck::kOk) return Reply(BadDigest(d->second));
   auto size = storage_->UploadSize(r.ref);
   if (!size.ok()) {
     if (size.status().IsNotFound())
-      return Reply(ErrorResponse(404, "BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry", r.ref));
+      return Reply(
+          ErrorResponse(404, "BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry", r.ref));
     return Reply(StorageError(size.status()));
   }
   std::optional<uint64_t> expect;
   if (auto e = CheckChunk(req, r.name, r.ref, *size, &expect)) return Reply(std::move(*e));
   auto w = storage_->OpenUpload(r.ref, *size);
   if (!w.ok()) return Reply(StorageError(w.status()));
-  return Dispatch{std::nullopt, std::make_unique<UploadSink>(this, UploadSink::kFinish, r.name, r.ref,
-                                                             d->second, std::move(*w), expect, false)};
+  return Dispatch{std::nullopt,
+                  std::make_unique<UploadSink>(this, UploadSink::kFinish, r.name, r.ref, d->second,
+                                               std::move(*w), expect, false)};
 }
 
-Response Handler::FinishUpload(const std::string& name, const std::string& id, const std::string& digest) {
+Response Handler::FinishUpload(const std::string& name, const std::string& id,
+                               const std::string& digest) {
   std::string hex = DigestHex(digest);
   Status st = storage_->Publish(id, hex);
   if (st.code() == chunkstore::Code::kInvalidArgument) {
     // The bytes are not what the client claimed: the upload is useless now.
     (void)storage_->RemoveUpload(id);
-    return ErrorResponse(400, "DIGEST_INVALID", "provided digest did not match uploaded content", digest);
+    return ErrorResponse(400, "DIGEST_INVALID", "provided digest did not match uploaded content",
+                         digest);
   }
-  if (st.IsNotFound()) return ErrorResponse(404, "BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry", id);
+  if (st.IsNotFound())
+    return ErrorResponse(404, "BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry", id);
   if (!st.ok()) return StorageError(st);
   st = LinkBlob(name, hex);
   if (st.ok()) st = storage_->Sync();
@@ -302,7 +322,8 @@ Response Handler::UploadStatus(const Route& r) {
 
 Response Handler::CancelUpload(const Route& r) {
   Status st = storage_->RemoveUpload(r.ref);
-  if (st.IsNotFound()) return ErrorResponse(404, "BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry", r.ref);
+  if (st.IsNotFound())
+    return ErrorResponse(404, "BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry", r.ref);
   if (!st.ok()) return StorageError(st);
   Response resp;
   resp.status = 204;

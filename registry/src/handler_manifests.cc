@@ -31,10 +31,12 @@ Response ManifestUnknown(const std::string& ref) {
 std::optional<Response> CheckReference(const std::string& ref) {
   if (ref.find(':') != std::string::npos) {
     switch (CheckDigest(ref)) {
-      case DigestCheck::kOk: return std::nullopt;
+      case DigestCheck::kOk:
+        return std::nullopt;
       case DigestCheck::kUnsupported:
         return ErrorResponse(400, "UNSUPPORTED", "unsupported digest algorithm (only sha256)", ref);
-      case DigestCheck::kInvalid: return ErrorResponse(400, "DIGEST_INVALID", "provided digest is malformed", ref);
+      case DigestCheck::kInvalid:
+        return ErrorResponse(400, "DIGEST_INVALID", "provided digest is malformed", ref);
     }
   }
   if (!ValidTag(ref)) return ErrorResponse(400, "TAG_INVALID", "manifest tag is invalid", ref);
@@ -72,7 +74,8 @@ class ManifestSink : public BodySink {
 namespace {
 
 // The manifest digest hex `ref` names in `name`, or the error response.
-chunkstore::Result<std::string> Resolve(Handler* h, const std::string& name, const std::string& ref) {
+chunkstore::Result<std::string> Resolve(Handler* h, const std::string& name,
+                                        const std::string& ref) {
   std::string hex;
   if (ref.find(':') != std::string::npos) {
     hex = DigestHex(ref);
@@ -124,8 +127,11 @@ Dispatch Handler::PutManifest(const Request& req, const Route& r) {
   std::string ct;
   if (const std::string* h = req.Header("content-type")) ct = *h;
   std::string name = r.name, ref = r.ref;
-  auto done = [this, name, ref, ct](const std::string& body) { return StoreManifest(name, ref, ct, body); };
-  return Dispatch{std::nullopt, std::make_unique<ManifestSink>(std::move(done), opts_.max_manifest_bytes)};
+  auto done = [this, name, ref, ct](const std::string& body) {
+    return StoreManifest(name, ref, ct, body);
+  };
+  return Dispatch{std::nullopt,
+                  std::make_unique<ManifestSink>(std::move(done), opts_.max_manifest_bytes)};
 }
 
 Response Handler::StoreManifest(const std::string& name, const std::string& ref,
@@ -135,15 +141,18 @@ Response Handler::StoreManifest(const std::string& name, const std::string& ref,
     return ErrorResponse(400, "DIGEST_INVALID", "manifest digest does not match the reference",
                          "content is " + digest);
   auto m = ParseManifest(body, content_type);
-  if (!m.ok()) return ErrorResponse(400, "MANIFEST_INVALID", "manifest invalid", m.status().message());
+  if (!m.ok())
+    return ErrorResponse(400, "MANIFEST_INVALID", "manifest invalid", m.status().message());
   for (const auto& d : m->blobs) {
     std::string h = DigestHex(d);
     if (!BlobLinked(name, h) || !storage_->BlobSize(h).ok())
-      return ErrorResponse(400, "MANIFEST_BLOB_UNKNOWN", "manifest references a blob unknown to the repository", d);
+      return ErrorResponse(400, "MANIFEST_BLOB_UNKNOWN",
+                           "manifest references a blob unknown to the repository", d);
   }
   for (const auto& d : m->manifests)
     if (!RevisionExists(name, DigestHex(d)))
-      return ErrorResponse(400, "MANIFEST_BLOB_UNKNOWN", "index references a manifest unknown to the repository", d);
+      return ErrorResponse(400, "MANIFEST_BLOB_UNKNOWN",
+                           "index references a manifest unknown to the repository", d);
 
   // The bytes, exactly as received, become a blob (digest-checked by the mount).
   if (!storage_->BlobSize(hex).ok()) {
@@ -162,8 +171,10 @@ Response Handler::StoreManifest(const std::string& name, const std::string& ref,
   std::string rev = RevisionDir(name, hex);
   Status st = storage_->WriteFile(rev + "/type", m->media_type);
   if (st.ok()) st = storage_->WriteFile(rev + "/link", digest);
-  if (st.ok() && ref != digest) st = storage_->WriteFile(TagDir(name, ref) + "/current/link", digest);
-  if (st.ok() && m->subject) st = storage_->WriteFile(ReferrerDir(name, DigestHex(*m->subject)) + "/" + hex, digest);
+  if (st.ok() && ref != digest)
+    st = storage_->WriteFile(TagDir(name, ref) + "/current/link", digest);
+  if (st.ok() && m->subject)
+    st = storage_->WriteFile(ReferrerDir(name, DigestHex(*m->subject)) + "/" + hex, digest);
   if (st.ok()) st = storage_->Sync();
   if (!st.ok()) return StorageError(st);
   Response resp;
@@ -190,7 +201,8 @@ Response Handler::DeleteManifest(const Route& r) {
   auto type = storage_->ReadFile(RevisionDir(r.name, hex) + "/type", 1024);
   if (auto bytes = storage_->ReadBlob(hex, opts_.max_manifest_bytes); bytes.ok()) {
     auto m = ParseManifest(*bytes, type.ok() ? *type : "");
-    if (m.ok() && m->subject) (void)storage_->Remove(ReferrerDir(r.name, DigestHex(*m->subject)) + "/" + hex);
+    if (m.ok() && m->subject)
+      (void)storage_->Remove(ReferrerDir(r.name, DigestHex(*m->subject)) + "/" + hex);
   }
   if (auto tags = storage_->List(r.name + "/_manifests/tags"); tags.ok()) {
     for (const auto& t : *tags) {
@@ -218,7 +230,8 @@ Response Handler::Referrers(const Route& r) {
   std::vector<std::string> descriptors;
   if (auto entries = storage_->List(ReferrerDir(r.name, DigestHex(r.ref))); entries.ok()) {
     for (const auto& hex : *entries) {
-      if (CheckDigest("sha256:" + hex) != DigestCheck::kOk || !RevisionExists(r.name, hex)) continue;
+      if (CheckDigest("sha256:" + hex) != DigestCheck::kOk || !RevisionExists(r.name, hex))
+        continue;
       auto type = storage_->ReadFile(RevisionDir(r.name, hex) + "/type", 1024);
       auto bytes = storage_->ReadBlob(hex, opts_.max_manifest_bytes);
       if (!bytes.ok()) continue;

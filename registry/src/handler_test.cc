@@ -5,10 +5,9 @@
 #include <crypt.h>
 #include <gtest/gtest.h>
 
+#include <boost/json.hpp>
 #include <cstring>
 #include <filesystem>
-
-#include <boost/json.hpp>
 
 #include "names.h"
 #include "test_util.h"
@@ -67,8 +66,11 @@ class HandlerTest : public ::testing::Test {
     std::string cfg = PushBlob(repo, "{\"architecture\":\"amd64\"}");
     std::string layer = PushBlob(repo, layer_data);
     return std::string("{\"schemaVersion\":2,\"mediaType\":\"") + kOciManifest +
-           "\",\"config\":{\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"digest\":\"" + cfg +
-           "\",\"size\":24},\"layers\":[{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar\",\"digest\":\"" +
+           "\",\"config\":{\"mediaType\":\"application/"
+           "vnd.oci.image.config.v1+json\",\"digest\":\"" +
+           cfg +
+           "\",\"size\":24},\"layers\":[{\"mediaType\":\"application/"
+           "vnd.oci.image.layer.v1.tar\",\"digest\":\"" +
            layer + "\",\"size\":" + std::to_string(layer_data.size()) + "}]}";
   }
 
@@ -79,7 +81,8 @@ class HandlerTest : public ::testing::Test {
 
   size_t UploadsOnDisk() {
     size_t n = 0;
-    for ([[maybe_unused]] auto& e : std::filesystem::directory_iterator(dir_.path() + "/uploads")) ++n;
+    for ([[maybe_unused]] auto& e : std::filesystem::directory_iterator(dir_.path() + "/uploads"))
+      ++n;
     return n;
   }
 
@@ -104,7 +107,8 @@ TEST_F(HandlerTest, UnknownEndpointsAndBadNames) {
   EXPECT_EQ(r.status, 400);
   EXPECT_EQ(Code(r), "NAME_INVALID");
   EXPECT_EQ(Code(Call("GET", "/v2/a/../b/manifests/latest")), "NAME_INVALID");
-  EXPECT_EQ(Code(Call("GET", "/v2/../../etc/blobs/sha256:" + std::string(64, 'a'))), "NAME_INVALID");
+  EXPECT_EQ(Code(Call("GET", "/v2/../../etc/blobs/sha256:" + std::string(64, 'a'))),
+            "NAME_INVALID");
   EXPECT_EQ(Code(Call("GET", "/v2/a%2Fb/tags/list")), "NAME_INVALID");
   EXPECT_EQ(Call("GET", "/v2/x/tags/list?n=%zz").status, 400);
   EXPECT_EQ(Call("POST", "/v2/x/tags/list").status, 405);
@@ -296,7 +300,8 @@ TEST_F(HandlerTest, CrossRepoMount) {
   r = Call("POST", "/v2/dst3/blobs/uploads/?mount=" + d);
   EXPECT_EQ(r.status, 201);
   EXPECT_EQ(Call("HEAD", "/v2/dst3/blobs/" + d).status, 200);
-  EXPECT_EQ(Code(Call("POST", "/v2/dst/blobs/uploads/?mount=sha256:zz&from=src")), "DIGEST_INVALID");
+  EXPECT_EQ(Code(Call("POST", "/v2/dst/blobs/uploads/?mount=sha256:zz&from=src")),
+            "DIGEST_INVALID");
 }
 
 // ---- blob delete ----------------------------------------------------------------
@@ -358,7 +363,8 @@ TEST_F(HandlerTest, ManifestUnknown) {
 TEST_F(HandlerTest, ManifestDockerSchema2AndTypes) {
   std::string cfg = PushBlob("d", "{}");
   std::string m = std::string("{\"schemaVersion\":2,\"mediaType\":\"") + kDockerManifest +
-                  "\",\"config\":{\"mediaType\":\"application/vnd.docker.container.image.v1+json\",\"digest\":\"" +
+                  "\",\"config\":{\"mediaType\":\"application/"
+                  "vnd.docker.container.image.v1+json\",\"digest\":\"" +
                   cfg + "\",\"size\":2},\"layers\":[]}";
   Response r = PutManifest("d", "t", m, kDockerManifest);
   ASSERT_EQ(r.status, 201) << r.body;
@@ -383,7 +389,8 @@ TEST_F(HandlerTest, ManifestValidation) {
   r = PutManifest("a", "t", "{\"schemaVersion\":1,\"name\":\"a\"}", "application/json");
   EXPECT_NE(r.body.find("schema1"), std::string::npos) << r.body;
   // Descriptor problems.
-  std::string bad = std::string("{\"schemaVersion\":2,\"config\":{\"digest\":\"sha256:zz\",\"size\":1},\"layers\":[]}");
+  std::string bad = std::string(
+      "{\"schemaVersion\":2,\"config\":{\"digest\":\"sha256:zz\",\"size\":1},\"layers\":[]}");
   EXPECT_EQ(Code(PutManifest("a", "t", bad)), "MANIFEST_INVALID");
   // Missing blobs.
   std::string missing = std::string("{\"schemaVersion\":2,\"mediaType\":\"") + kOciManifest +
@@ -400,7 +407,8 @@ TEST_F(HandlerTest, ManifestValidation) {
   r = PutManifest("a", Digest("something else"), good);
   EXPECT_EQ(r.status, 400);
   EXPECT_EQ(Code(r), "DIGEST_INVALID");
-  EXPECT_EQ(Code(PutManifest("a", "bad/tag", good)), "NOT_FOUND");  // '/' is not part of a reference
+  EXPECT_EQ(Code(PutManifest("a", "bad/tag", good)),
+            "NOT_FOUND");  // '/' is not part of a reference
   EXPECT_EQ(Code(PutManifest("a", ".tag", good)), "TAG_INVALID");
   // Nothing of the failed pushes is visible.
   EXPECT_EQ(Call("GET", "/v2/a/manifests/t").status, 404);
@@ -428,8 +436,9 @@ TEST_F(HandlerTest, IndexRequiresItsManifests) {
   std::string m = ImageManifest("a");
   std::string md = Digest(m);
   std::string index = std::string("{\"schemaVersion\":2,\"mediaType\":\"") + kOciIndex +
-                      "\",\"manifests\":[{\"mediaType\":\"" + kOciManifest + "\",\"digest\":\"" + md +
-                      "\",\"size\":" + std::to_string(m.size()) + ",\"platform\":{\"os\":\"linux\"}}]}";
+                      "\",\"manifests\":[{\"mediaType\":\"" + kOciManifest + "\",\"digest\":\"" +
+                      md + "\",\"size\":" + std::to_string(m.size()) +
+                      ",\"platform\":{\"os\":\"linux\"}}]}";
   Response r = PutManifest("a", "multi", index, kOciIndex);
   EXPECT_EQ(Code(r), "MANIFEST_BLOB_UNKNOWN");
   ASSERT_EQ(PutManifest("a", md, m).status, 201);
@@ -454,7 +463,8 @@ TEST_F(HandlerTest, ManifestDelete) {
   EXPECT_EQ(Call("DELETE", "/v2/a/manifests/" + d).status, 202);  // revision and its tags
   EXPECT_EQ(Call("GET", "/v2/a/manifests/" + d).status, 404);
   EXPECT_EQ(Call("GET", "/v2/a/manifests/v2").status, 404);
-  EXPECT_EQ(json::serialize(json::parse(Call("GET", "/v2/a/tags/list").body)), "{\"name\":\"a\",\"tags\":[]}");
+  EXPECT_EQ(json::serialize(json::parse(Call("GET", "/v2/a/tags/list").body)),
+            "{\"name\":\"a\",\"tags\":[]}");
   EXPECT_EQ(Code(Call("DELETE", "/v2/a/manifests/" + d)), "MANIFEST_UNKNOWN");
   HandlerOptions o;
   o.delete_enabled = false;
@@ -471,13 +481,17 @@ TEST_F(HandlerTest, ReferrersAndSubject) {
   std::string empty = PushBlob("a", "{}");
   std::string layer = PushBlob("a", "signature");
   auto artifact = [&](const std::string& type) {
-    return std::string("{\"schemaVersion\":2,\"mediaType\":\"") + kOciManifest + "\",\"artifactType\":\"" + type +
-           "\",\"config\":{\"mediaType\":\"application/vnd.oci.empty.v1+json\",\"digest\":\"" + empty +
-           "\",\"size\":2},\"layers\":[{\"mediaType\":\"application/octet-stream\",\"digest\":\"" + layer +
-           "\",\"size\":9}],\"subject\":{\"mediaType\":\"" + kOciManifest + "\",\"digest\":\"" + md +
-           "\",\"size\":" + std::to_string(m.size()) + "},\"annotations\":{\"k\":\"v\"}}";
+    return std::string("{\"schemaVersion\":2,\"mediaType\":\"") + kOciManifest +
+           "\",\"artifactType\":\"" + type +
+           "\",\"config\":{\"mediaType\":\"application/vnd.oci.empty.v1+json\",\"digest\":\"" +
+           empty +
+           "\",\"size\":2},\"layers\":[{\"mediaType\":\"application/octet-stream\",\"digest\":\"" +
+           layer + "\",\"size\":9}],\"subject\":{\"mediaType\":\"" + kOciManifest +
+           "\",\"digest\":\"" + md + "\",\"size\":" + std::to_string(m.size()) +
+           "},\"annotations\":{\"k\":\"v\"}}";
   };
-  std::string sig = artifact("application/vnd.example.sig"), sbom = artifact("application/vnd.example.sbom");
+  std::string sig = artifact("application/vnd.example.sig"),
+              sbom = artifact("application/vnd.example.sbom");
   Response r = PutManifest("a", Digest(sig), sig);
   ASSERT_EQ(r.status, 201) << r.body;
   EXPECT_EQ(H(r, "OCI-Subject"), md);
@@ -505,7 +519,8 @@ TEST_F(HandlerTest, ReferrersAndSubject) {
   EXPECT_EQ(Code(Call("GET", "/v2/a/referrers/sha256:zz")), "DIGEST_INVALID");
   // Deleting the referrer removes it from the list.
   EXPECT_EQ(Call("DELETE", "/v2/a/manifests/" + Digest(sig)).status, 202);
-  EXPECT_EQ(json::parse(Call("GET", "/v2/a/referrers/" + md).body).at("manifests").as_array().size(), 1u);
+  EXPECT_EQ(
+      json::parse(Call("GET", "/v2/a/referrers/" + md).body).at("manifests").as_array().size(), 1u);
 }
 
 // ---- discovery ------------------------------------------------------------------
@@ -530,7 +545,8 @@ TEST_F(HandlerTest, TagsListPagination) {
 TEST_F(HandlerTest, CatalogPagination) {
   for (const char* repo : {"b", "a/x", "a", "c/d/e"}) PushBlob(repo, "z");
   Response r = Call("GET", "/v2/_catalog");
-  EXPECT_EQ(json::serialize(json::parse(r.body)), "{\"repositories\":[\"a\",\"a/x\",\"b\",\"c/d/e\"]}");
+  EXPECT_EQ(json::serialize(json::parse(r.body)),
+            "{\"repositories\":[\"a\",\"a/x\",\"b\",\"c/d/e\"]}");
   r = Call("GET", "/v2/_catalog?n=3");
   EXPECT_EQ(json::serialize(json::parse(r.body)), "{\"repositories\":[\"a\",\"a/x\",\"b\"]}");
   EXPECT_EQ(H(r, "Link"), "</v2/_catalog?n=3&last=b>; rel=\"next\"");
@@ -546,7 +562,8 @@ TEST_F(HandlerTest, ReadOnly) {
   o.read_only = true;
   Reset(o);
   for (auto [m, t] : {std::pair<const char*, std::string>{"POST", "/v2/a/blobs/uploads/"},
-                      {"PUT", "/v2/a/manifests/t"}, {"DELETE", "/v2/a/blobs/" + d},
+                      {"PUT", "/v2/a/manifests/t"},
+                      {"DELETE", "/v2/a/blobs/" + d},
                       {"PATCH", "/v2/a/blobs/uploads/" + std::string(32, 'a')}}) {
     Response r = Call(m, t);
     EXPECT_EQ(r.status, 405) << m;
@@ -568,11 +585,13 @@ std::string Basic(const std::string& user_pass) {
   std::string out;
   size_t i = 0;
   for (; i + 2 < user_pass.size(); i += 3) {
-    unsigned v = (unsigned char)user_pass[i] << 16 | (unsigned char)user_pass[i + 1] << 8 | (unsigned char)user_pass[i + 2];
+    unsigned v = (unsigned char)user_pass[i] << 16 | (unsigned char)user_pass[i + 1] << 8 |
+                 (unsigned char)user_pass[i + 2];
     for (int s = 18; s >= 0; s -= 6) out.push_back(k[(v >> s) & 63]);
   }
   if (i < user_pass.size()) {
-    unsigned v = (unsigned char)user_pass[i] << 16 | (i + 1 < user_pass.size() ? (unsigned char)user_pass[i + 1] << 8 : 0);
+    unsigned v = (unsigned char)user_pass[i] << 16 |
+                 (i + 1 < user_pass.size() ? (unsigned char)user_pass[i + 1] << 8 : 0);
     out.push_back(k[(v >> 18) & 63]);
     out.push_back(k[(v >> 12) & 63]);
     out.push_back(i + 1 < user_pass.size() ? k[(v >> 6) & 63] : '=');
@@ -590,10 +609,11 @@ TEST(Base64, RoundTrip) {
 
 TEST_F(HandlerTest, BasicAuthAndPermissions) {
   std::string htpasswd = "alice:" + Bcrypt("wonder") + "\nbob:" + Bcrypt("builder") + "\n";
-  auto auth = Auth::FromStrings(htpasswd,
-                                "# rules\nalice * pull,push,delete\nbob team/* pull,push\nbob * pull\n"
-                                "anonymous public/* pull\n",
-                                true);
+  auto auth =
+      Auth::FromStrings(htpasswd,
+                        "# rules\nalice * pull,push,delete\nbob team/* pull,push\nbob * pull\n"
+                        "anonymous public/* pull\n",
+                        true);
   ASSERT_TRUE(auth.ok()) << auth.status().ToString();
   Reset(HandlerOptions(), auth->get());
   std::map<std::string, std::string> alice{{"authorization", Basic("alice:wonder")}};
@@ -619,7 +639,9 @@ TEST_F(HandlerTest, BasicAuthAndPermissions) {
   EXPECT_EQ(Call("DELETE", "/v2/team/x/blobs/" + d, "", bob).status, 403);
   r = Call("GET", "/v2/team/x/blobs/" + d);  // anonymous, not public
   EXPECT_EQ(r.status, 401);
-  EXPECT_EQ(Call("POST", "/v2/public/p/blobs/uploads/?mount=" + d + "&from=team/x", "", alice).status, 201);
+  EXPECT_EQ(
+      Call("POST", "/v2/public/p/blobs/uploads/?mount=" + d + "&from=team/x", "", alice).status,
+      201);
   EXPECT_EQ(Call("GET", "/v2/public/p/blobs/" + d).status, 200);  // anonymous pull of public/*
   EXPECT_EQ(Call("DELETE", "/v2/team/x/blobs/" + d, "", alice).status, 202);
   // The catalog lists only what the user may pull.

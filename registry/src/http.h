@@ -20,10 +20,10 @@ namespace cofferregistry {
 
 // A request head (the body, if any, is fed to a BodySink).
 struct Request {
-  std::string method;                         // "GET", "HEAD", ...
-  std::string target;                         // raw request target, "/v2/x/tags/list?n=1"
+  std::string method;                          // "GET", "HEAD", ...
+  std::string target;                          // raw request target, "/v2/x/tags/list?n=1"
   std::map<std::string, std::string> headers;  // lower-cased names
-  std::optional<uint64_t> content_length;     // absent: chunked or no body
+  std::optional<uint64_t> content_length;      // absent: chunked or no body
   std::string remote;                          // peer address, for logs
 
   const std::string* Header(const std::string& lower_name) const {
@@ -52,8 +52,8 @@ class FileRange {
 struct Response {
   int status = 200;
   std::vector<std::pair<std::string, std::string>> headers;
-  std::string body;                  // used when `file` is null
-  std::shared_ptr<FileRange> file;   // streamed body
+  std::string body;                 // used when `file` is null
+  std::shared_ptr<FileRange> file;  // streamed body
   // HEAD: Content-Length is `head_length` (the size a GET would send), no body.
   bool head = false;
   uint64_t head_length = 0;

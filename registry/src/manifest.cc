@@ -31,12 +31,14 @@ chunkstore::Result<std::string> Descriptor(const json::value& v, const std::stri
   const json::string* d = StringField(o, "digest");
   if (!d) return Status::InvalidArgument(where + " has no digest");
   switch (CheckDigest(std::string_view(d->data(), d->size()))) {
-    case DigestCheck::kOk: break;
+    case DigestCheck::kOk:
+      break;
     case DigestCheck::kUnsupported:
       return Status::InvalidArgument(where + " digest `" + std::string(d->c_str()) +
                                      "` uses an unsupported algorithm (only sha256)");
     case DigestCheck::kInvalid:
-      return Status::InvalidArgument(where + " digest `" + std::string(d->c_str()) + "` is malformed");
+      return Status::InvalidArgument(where + " digest `" + std::string(d->c_str()) +
+                                     "` is malformed");
   }
   auto size = o.find("size");
   if (size == o.end() || !(size->value().is_int64() || size->value().is_uint64()) ||
@@ -55,13 +57,15 @@ bool IsForeign(const json::value& v) {
 
 }  // namespace
 
-chunkstore::Result<ManifestInfo> ParseManifest(const std::string& body, const std::string& content_type) {
+chunkstore::Result<ManifestInfo> ParseManifest(const std::string& body,
+                                               const std::string& content_type) {
   ManifestInfo m;
   std::string ct = BaseType(content_type);
   if (ct == "application/vnd.docker.distribution.manifest.v1+json" ||
       ct == "application/vnd.docker.distribution.manifest.v1+prettyjws")
     return Status::InvalidArgument(
-        "Docker schema1 manifests are not supported; push with a client that writes schema2 or OCI");
+        "Docker schema1 manifests are not supported; push with a client that writes schema2 or "
+        "OCI");
   boost::system::error_code ec;
   json::value v = json::parse(body, ec);
   if (ec) return Status::InvalidArgument("manifest is not valid JSON: " + ec.message());
@@ -70,13 +74,15 @@ chunkstore::Result<ManifestInfo> ParseManifest(const std::string& body, const st
   auto sv = o.find("schemaVersion");
   if (sv != o.end() && sv->value().is_number() && sv->value().to_number<double>() == 1)
     return Status::InvalidArgument(
-        "Docker schema1 manifests are not supported; push with a client that writes schema2 or OCI");
+        "Docker schema1 manifests are not supported; push with a client that writes schema2 or "
+        "OCI");
   if (sv == o.end() || !sv->value().is_int64() || sv->value().get_int64() != 2)
     return Status::InvalidArgument("manifest schemaVersion must be 2");
 
   const json::string* body_type = StringField(o, "mediaType");
   if (body_type && !ct.empty() && ct != "application/json" && ct != body_type->c_str())
-    return Status::InvalidArgument("Content-Type `" + ct + "` does not match the manifest's mediaType `" +
+    return Status::InvalidArgument("Content-Type `" + ct +
+                                   "` does not match the manifest's mediaType `" +
                                    std::string(body_type->c_str()) + "`");
   if (!ct.empty() && ct != "application/json") {
     m.media_type = ct;
@@ -95,7 +101,8 @@ chunkstore::Result<ManifestInfo> ParseManifest(const std::string& body, const st
   for (const char* key : {"layers", "blobs"}) {
     auto it = o.find(key);
     if (it == o.end()) continue;
-    if (!it->value().is_array()) return Status::InvalidArgument(std::string(key) + " is not an array");
+    if (!it->value().is_array())
+      return Status::InvalidArgument(std::string(key) + " is not an array");
     size_t i = 0;
     for (const auto& l : it->value().get_array()) {
       std::string where = std::string(key) + "[" + std::to_string(i++) + "]";
@@ -139,7 +146,8 @@ std::string ReferrerDescriptor(const ManifestInfo& m, const std::string& digest,
 }
 
 std::string ReferrersIndex(const std::vector<std::string>& descriptors) {
-  std::string out = std::string("{\"schemaVersion\":2,\"mediaType\":\"") + kOciIndex + "\",\"manifests\":[";
+  std::string out =
+      std::string("{\"schemaVersion\":2,\"mediaType\":\"") + kOciIndex + "\",\"manifests\":[";
   for (size_t i = 0; i < descriptors.size(); ++i) {
     if (i) out += ',';
     out += descriptors[i];

@@ -73,7 +73,8 @@ bool ValidRepoName(std::string_view name) {
   size_t start = 0;
   while (true) {
     size_t slash = name.find('/', start);
-    std::string_view comp = name.substr(start, slash == std::string_view::npos ? name.npos : slash - start);
+    std::string_view comp =
+        name.substr(start, slash == std::string_view::npos ? name.npos : slash - start);
     if (!ValidComponent(comp)) return false;
     if (slash == std::string_view::npos) return true;
     start = slash + 1;
@@ -97,7 +98,8 @@ DigestCheck CheckDigest(std::string_view d) {
   // algorithm ::= component ([+._-] component)*, component ::= [a-z0-9]+,
   // encoded ::= [a-zA-Z0-9=_-]+ (image-spec descriptor.md).
   size_t colon = d.find(':');
-  if (colon == std::string_view::npos || colon == 0 || colon + 1 == d.size()) return DigestCheck::kInvalid;
+  if (colon == std::string_view::npos || colon == 0 || colon + 1 == d.size())
+    return DigestCheck::kInvalid;
   std::string_view alg = d.substr(0, colon), enc = d.substr(colon + 1);
   bool prev_sep = true;
   for (char c : alg) {

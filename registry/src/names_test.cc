@@ -8,8 +8,8 @@ namespace {
 TEST(Names, RepoNames) {
   for (const char* ok : {"a", "library/ubuntu", "a.b_c__d-e---f/g0", "0/1/2", "foo/manifests/bar"})
     EXPECT_TRUE(ValidRepoName(ok)) << ok;
-  for (const char* bad : {"", "A", "a/", "/a", "a//b", "a..b", "a___b", "-a", "a-", "a_", ".a", "a/../b",
-                          "..", "a/.", "a b", "a%2fb", "_catalog", "a:b"})
+  for (const char* bad : {"", "A", "a/", "/a", "a//b", "a..b", "a___b", "-a", "a-", "a_", ".a",
+                          "a/../b", "..", "a/.", "a b", "a%2fb", "_catalog", "a:b"})
     EXPECT_FALSE(ValidRepoName(bad)) << bad;
   EXPECT_TRUE(ValidRepoName(std::string(255, 'a')));
   EXPECT_FALSE(ValidRepoName(std::string(256, 'a')));
@@ -17,7 +17,8 @@ TEST(Names, RepoNames) {
 
 TEST(Names, Tags) {
   for (const char* ok : {"latest", "v1.0", "_x", "A-b_c.d"}) EXPECT_TRUE(ValidTag(ok)) << ok;
-  for (const char* bad : {"", ".x", "-x", "a/b", "a:b", "..", "a b"}) EXPECT_FALSE(ValidTag(bad)) << bad;
+  for (const char* bad : {"", ".x", "-x", "a/b", "a:b", "..", "a b"})
+    EXPECT_FALSE(ValidTag(bad)) << bad;
   EXPECT_TRUE(ValidTag(std::string(128, 'a')));
   EXPECT_FALSE(ValidTag(std::string(129, 'a')));
 }

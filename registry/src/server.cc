@@ -6,6 +6,8 @@
 // up to 256 KiB into a buffer_body and passed to the BodySink, so a blob is never
 // held in memory. File-backed responses are sent the same way, pread piece by
 // piece. Timeouts: idle_timeout between requests, read_timeout per piece.
+#include "registry/server.h"
+
 #include <unistd.h>
 
 #include <boost/asio/ip/tcp.hpp>
@@ -15,7 +17,6 @@
 #include <thread>
 
 #include "handler.h"
-#include "registry/server.h"
 #include "storage.h"
 
 namespace cofferregistry {
@@ -48,7 +49,8 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void Start() {
-    asio::dispatch(stream_.get_executor(), beast::bind_front_handler(&Session::ReadHead, shared_from_this()));
+    asio::dispatch(stream_.get_executor(),
+                   beast::bind_front_handler(&Session::ReadHead, shared_from_this()));
   }
 
  private:
@@ -65,12 +67,14 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void OnHead(beast::error_code ec, size_t) {
     if (ec == http::error::end_of_stream || ec == asio::error::operation_aborted ||
-        ec == beast::error::timeout || ec == asio::error::connection_reset || ec == asio::error::eof)
+        ec == beast::error::timeout || ec == asio::error::connection_reset ||
+        ec == asio::error::eof)
       return Close();
     if (ec == http::error::header_limit) {
       return Send(ErrorResponse(431, "UNSUPPORTED", "request header too large"), true);
     }
-    if (ec) return Send(ErrorResponse(400, "UNSUPPORTED", "malformed HTTP request", ec.message()), true);
+    if (ec)
+      return Send(ErrorResponse(400, "UNSUPPORTED", "malformed HTTP request", ec.message()), true);
     const auto& h = parser_->get();
     Request req;
     req.method = std::string(h.method_string());
@@ -101,11 +105,13 @@ class Session : public std::enable_shared_from_this<Session> {
     sink_ = std::move(d.sink);
     const std::string* expect = req.Header("expect");
     if (expect && strcasecmp(expect->c_str(), "100-continue") == 0 && !parser_->is_done()) {
-      auto cont = std::make_shared<http::response<http::empty_body>>(http::status::continue_, version_);
-      return http::async_write(stream_, *cont, [self = shared_from_this(), cont](beast::error_code ec, size_t) {
-        if (ec) return self->Close();
-        self->ReadBody();
-      });
+      auto cont =
+          std::make_shared<http::response<http::empty_body>>(http::status::continue_, version_);
+      return http::async_write(stream_, *cont,
+                               [self = shared_from_this(), cont](beast::error_code ec, size_t) {
+                                 if (ec) return self->Close();
+                                 self->ReadBody();
+                               });
     }
     ReadBody();
   }
@@ -116,14 +122,17 @@ class Session : public std::enable_shared_from_this<Session> {
     body.data = buf_.data();
     body.size = buf_.size();
     stream_.expires_after(limits_.read_timeout);
-    http::async_read_some(stream_, in_, *parser_, beast::bind_front_handler(&Session::OnBody, shared_from_this()));
+    http::async_read_some(stream_, in_, *parser_,
+                          beast::bind_front_handler(&Session::OnBody, shared_from_this()));
   }
 
   void OnBody(beast::error_code ec, size_t) {
     if (ec == http::error::need_buffer) ec = {};
     if (ec) {
-      if (ec == http::error::body_limit || ec == http::error::bad_chunk || ec == http::error::bad_content_length)
-        return Send(ErrorResponse(400, "SIZE_INVALID", "malformed request body", ec.message()), true);
+      if (ec == http::error::body_limit || ec == http::error::bad_chunk ||
+          ec == http::error::bad_content_length)
+        return Send(ErrorResponse(400, "SIZE_INVALID", "malformed request body", ec.message()),
+                    true);
       return Close();  // client gone or too slow; an upload keeps what arrived
     }
     size_t got = buf_.size() - parser_->get().body().size;
@@ -182,7 +191,8 @@ class Session : public std::enable_shared_from_this<Session> {
     size_t want = static_cast<size_t>(std::min<uint64_t>(remaining_, buf_.size()));
     size_t got = 0;
     while (got < want) {
-      ssize_t r = ::pread(resp_.file->fd(), buf_.data() + got, want - got, static_cast<off_t>(offset_ + got));
+      ssize_t r = ::pread(resp_.file->fd(), buf_.data() + got, want - got,
+                          static_cast<off_t>(offset_ + got));
       if (r < 0 && errno == EINTR) continue;
       if (r <= 0) return false;
       got += static_cast<size_t>(r);
@@ -198,7 +208,8 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void WriteSome() {
     stream_.expires_after(limits_.read_timeout);
-    http::async_write(stream_, *sr_, beast::bind_front_handler(&Session::OnWrite, shared_from_this()));
+    http::async_write(stream_, *sr_,
+                      beast::bind_front_handler(&Session::OnWrite, shared_from_this()));
   }
 
   void OnWrite(beast::error_code ec, size_t) {
@@ -242,7 +253,8 @@ class Listener : public std::enable_shared_from_this<Listener> {
   Listener(asio::io_context& ioc, tcp::acceptor acceptor, Handler* handler, Limits limits)
       : ioc_(ioc), acceptor_(std::move(acceptor)), handler_(handler), limits_(limits) {}
   void Accept() {
-    acceptor_.async_accept(asio::make_strand(ioc_), beast::bind_front_handler(&Listener::OnAccept, shared_from_this()));
+    acceptor_.async_accept(asio::make_strand(ioc_),
+                           beast::bind_front_handler(&Listener::OnAccept, shared_from_this()));
   }
   void Close() {
     beast::error_code ec;
@@ -267,24 +279,31 @@ class Listener : public std::enable_shared_from_this<Listener> {
 
 chunkstore::Result<tcp::endpoint> ParseListen(const std::string& s) {
   size_t colon = s.rfind(':');
-  if (colon == std::string::npos) return Status::InvalidArgument("listen address `" + s + "`: expected host:port");
+  if (colon == std::string::npos)
+    return Status::InvalidArgument("listen address `" + s + "`: expected host:port");
   std::string host = s.substr(0, colon), port = s.substr(colon + 1);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
   if (host.empty() || host == "localhost") host = host.empty() ? "0.0.0.0" : "127.0.0.1";
   beast::error_code ec;
   auto addr = asio::ip::make_address(host, ec);
   if (ec) return Status::InvalidArgument("listen address `" + s + "`: " + ec.message());
   char* end = nullptr;
   unsigned long p = std::strtoul(port.c_str(), &end, 10);
-  if (port.empty() || *end || p > 65535) return Status::InvalidArgument("listen address `" + s + "`: bad port");
+  if (port.empty() || *end || p > 65535)
+    return Status::InvalidArgument("listen address `" + s + "`: bad port");
   return tcp::endpoint(addr, static_cast<unsigned short>(p));
 }
 
 class RegistryImpl : public Registry {
  public:
-  RegistryImpl(std::unique_ptr<Storage> storage, std::unique_ptr<Auth> auth, HandlerOptions hopts, int threads)
-      : storage_(std::move(storage)), auth_(std::move(auth)), handler_(storage_.get(), auth_.get(), hopts),
-        ioc_(threads), threads_n_(threads) {}
+  RegistryImpl(std::unique_ptr<Storage> storage, std::unique_ptr<Auth> auth, HandlerOptions hopts,
+               int threads)
+      : storage_(std::move(storage)),
+        auth_(std::move(auth)),
+        handler_(storage_.get(), auth_.get(), hopts),
+        ioc_(threads),
+        threads_n_(threads) {}
   ~RegistryImpl() override { Stop(); }
 
   Status Listen(const tcp::endpoint& ep, Limits limits) {
@@ -294,9 +313,12 @@ class RegistryImpl : public Registry {
     if (!ec) a.set_option(asio::socket_base::reuse_address(true), ec);
     if (!ec) a.bind(ep, ec);
     if (!ec) a.listen(asio::socket_base::max_listen_connections, ec);
-    if (ec) return Status::Unavailable("listen on " + ep.address().to_string() + ":" + std::to_string(ep.port()) + ": " + ec.message());
+    if (ec)
+      return Status::Unavailable("listen on " + ep.address().to_string() + ":" +
+                                 std::to_string(ep.port()) + ": " + ec.message());
     auto local = a.local_endpoint();
-    address_ = (local.address().is_v6() ? "[" + local.address().to_string() + "]" : local.address().to_string()) +
+    address_ = (local.address().is_v6() ? "[" + local.address().to_string() + "]"
+                                        : local.address().to_string()) +
                ":" + std::to_string(local.port());
     listener_ = std::make_shared<Listener>(ioc_, std::move(a), &handler_, limits);
     listener_->Accept();
@@ -332,7 +354,8 @@ class RegistryImpl : public Registry {
 }  // namespace
 
 chunkstore::Result<std::unique_ptr<Registry>> Registry::Start(const RegistryOptions& opts) {
-  if (opts.root.empty()) return Status::InvalidArgument("registry: no root (the coffer mount point)");
+  if (opts.root.empty())
+    return Status::InvalidArgument("registry: no root (the coffer mount point)");
   if (opts.threads < 1) return Status::InvalidArgument("registry: threads must be at least 1");
   ASSIGN_OR_RETURN(tcp::endpoint ep, ParseListen(opts.listen));
   bool verify = opts.verify == RegistryOptions::Verify::kAlways ||
@@ -346,7 +369,8 @@ chunkstore::Result<std::unique_ptr<Registry>> Registry::Start(const RegistryOpti
   h.delete_enabled = opts.delete_enabled;
   h.max_manifest_bytes = opts.max_manifest_bytes;
   h.realm = opts.realm;
-  auto impl = std::make_unique<RegistryImpl>(NewPosixStorage(opts.root, verify), std::move(auth), h, opts.threads);
+  auto impl = std::make_unique<RegistryImpl>(NewPosixStorage(opts.root, verify), std::move(auth), h,
+                                             opts.threads);
   Limits limits{opts.max_header_bytes, std::chrono::milliseconds(opts.read_timeout_ms),
                 std::chrono::milliseconds(opts.idle_timeout_ms)};
   RETURN_IF_ERROR(impl->Listen(ep, limits));

@@ -3,12 +3,11 @@
 #include "registry/server.h"
 
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <thread>
 
@@ -59,14 +58,16 @@ class Client {
     size_t pos = head_text.find("\r\n");
     while (pos != std::string::npos) {
       size_t next = head_text.find("\r\n", pos + 2);
-      std::string line = head_text.substr(pos + 2, next == std::string::npos ? std::string::npos : next - pos - 2);
+      std::string line =
+          head_text.substr(pos + 2, next == std::string::npos ? std::string::npos : next - pos - 2);
       size_t colon = line.find(':');
       std::string name = line.substr(0, colon);
       for (char& c : name) c = static_cast<char>(tolower(c));
       r.headers[name] = line.substr(colon + 2);
       pos = next;
     }
-    size_t len = head || r.status == 204 || r.status == 100 ? 0 : std::stoul(r.headers["content-length"]);
+    size_t len =
+        head || r.status == 204 || r.status == 100 ? 0 : std::stoul(r.headers["content-length"]);
     while (in_.size() < len)
       if (!Fill()) return r;
     r.body = in_.substr(0, len);
@@ -137,7 +138,8 @@ TEST_F(ServerTest, LargeBlobStreamsBothWays) {
   std::string d = Digest(data);
   Client c(reg_->address());
   // Chunked transfer encoding, in odd-sized pieces.
-  std::string req = "POST /v2/big/blobs/uploads/?digest=" + d + " HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+  std::string req = "POST /v2/big/blobs/uploads/?digest=" + d +
+                    " HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
   ASSERT_TRUE(c.Send(req));
   for (size_t off = 0; off < data.size(); off += 300001) {
     size_t n = std::min<size_t>(300001, data.size() - off);
@@ -161,7 +163,8 @@ TEST_F(ServerTest, LargeBlobStreamsBothWays) {
   EXPECT_EQ(r.status, 200);
   EXPECT_EQ(r.headers["content-length"], std::to_string(data.size()));
 
-  ASSERT_TRUE(c.Send("GET /v2/big/blobs/" + d + " HTTP/1.1\r\nHost: x\r\nRange: bytes=1000000-1000009\r\n\r\n"));
+  ASSERT_TRUE(c.Send("GET /v2/big/blobs/" + d +
+                     " HTTP/1.1\r\nHost: x\r\nRange: bytes=1000000-1000009\r\n\r\n"));
   r = c.Read();
   EXPECT_EQ(r.status, 206);
   EXPECT_EQ(r.body, data.substr(1000000, 10));
@@ -177,7 +180,8 @@ TEST_F(ServerTest, ChunkedUploadWithExpectContinue) {
   HttpResponse r = c.Read();
   ASSERT_EQ(r.status, 202);
   std::string loc = r.headers["location"];
-  ASSERT_TRUE(c.Send("PATCH " + loc + " HTTP/1.1\r\nHost: x\r\nContent-Range: 0-4\r\nContent-Length: 5\r\n"
+  ASSERT_TRUE(c.Send("PATCH " + loc +
+                     " HTTP/1.1\r\nHost: x\r\nContent-Range: 0-4\r\nContent-Length: 5\r\n"
                      "Expect: 100-continue\r\n\r\n"));
   EXPECT_EQ(c.Read().status, 100);
   ASSERT_TRUE(c.Send("hello"));
@@ -185,9 +189,12 @@ TEST_F(ServerTest, ChunkedUploadWithExpectContinue) {
   EXPECT_EQ(r.status, 202);
   EXPECT_EQ(r.headers["range"], "0-4");
   // Out of order, with a body that must be drained so keep-alive survives.
-  ASSERT_TRUE(c.Send("PATCH " + loc + " HTTP/1.1\r\nHost: x\r\nContent-Range: 0-4\r\nContent-Length: 5\r\n\r\nhello"));
+  ASSERT_TRUE(
+      c.Send("PATCH " + loc +
+             " HTTP/1.1\r\nHost: x\r\nContent-Range: 0-4\r\nContent-Length: 5\r\n\r\nhello"));
   EXPECT_EQ(c.Read().status, 416);
-  ASSERT_TRUE(c.Send("PUT " + loc + "?digest=" + Digest("hello") + " HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"));
+  ASSERT_TRUE(c.Send("PUT " + loc + "?digest=" + Digest("hello") +
+                     " HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"));
   EXPECT_EQ(c.Read().status, 201);
 }
 
@@ -198,22 +205,25 @@ TEST_F(ServerTest, Limits) {
   Start(o);
   {
     Client c(reg_->address());
-    ASSERT_TRUE(c.Send("GET /v2/ HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(8000, 'a') + "\r\n\r\n"));
+    ASSERT_TRUE(
+        c.Send("GET /v2/ HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(8000, 'a') + "\r\n\r\n"));
     HttpResponse r = c.Read();
     EXPECT_EQ(r.status, 431);
     EXPECT_TRUE(c.ClosedWithin(2000));
   }
   {
     Client c(reg_->address());
-    ASSERT_TRUE(c.Send("PUT /v2/a/manifests/t HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                       "Content-Length: 100000000\r\n\r\n"));
+    ASSERT_TRUE(
+        c.Send("PUT /v2/a/manifests/t HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+               "Content-Length: 100000000\r\n\r\n"));
     HttpResponse r = c.Read();
     EXPECT_EQ(r.status, 413);
     EXPECT_TRUE(c.ClosedWithin(2000));
   }
   {
     Client c(reg_->address());
-    ASSERT_TRUE(c.Send("PUT /v2/a/manifests/t HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"));
+    ASSERT_TRUE(
+        c.Send("PUT /v2/a/manifests/t HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"));
     std::string chunk(2000, ' ');
     ASSERT_TRUE(c.Send("7d0\r\n" + chunk + "\r\n"));
     EXPECT_EQ(c.Read().status, 413);

@@ -98,7 +98,8 @@ Result<std::string> Sha256File(const std::string& path) {
 
 class PosixUploadWriter : public UploadWriter {
  public:
-  PosixUploadWriter(int fd, uint64_t off, std::string path) : fd_(fd), off_(off), path_(std::move(path)) {}
+  PosixUploadWriter(int fd, uint64_t off, std::string path)
+      : fd_(fd), off_(off), path_(std::move(path)) {}
   Status Append(const char* data, size_t n) override {
     RETURN_IF_ERROR(WriteAll(fd_.get(), data, n, off_, "write upload `" + path_ + "`"));
     off_ += n;
@@ -147,7 +148,8 @@ class PosixStorage : public Storage {
     return static_cast<uint64_t>(st.st_size);
   }
 
-  Result<std::unique_ptr<UploadWriter>> OpenUpload(const std::string& id, uint64_t offset) override {
+  Result<std::unique_ptr<UploadWriter>> OpenUpload(const std::string& id,
+                                                   uint64_t offset) override {
     std::string path = UploadPath(id);
     Fd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
     if (fd.get() < 0) return Errno("open upload `" + id + "`");
@@ -219,7 +221,7 @@ class PosixStorage : public Storage {
 
   Status Sync() override {
     if (verify_) return Status::OK();  // each write was already durable
-    return FsyncDir(RepoPath(""));  // the mount saves the whole /repos tree
+    return FsyncDir(RepoPath(""));     // the mount saves the whole /repos tree
   }
 
   Status Remove(const std::string& rel) override {
@@ -252,7 +254,8 @@ class PosixStorage : public Storage {
     return rel.empty() ? root_ + "/repos" : root_ + "/repos/" + rel;
   }
 
-  static Result<std::string> ReadPath(const std::string& path, uint64_t max, const std::string& what) {
+  static Result<std::string> ReadPath(const std::string& path, uint64_t max,
+                                      const std::string& what) {
     Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
     if (fd.get() < 0) return Errno("open " + what);
     struct stat st;
@@ -309,7 +312,8 @@ bool IsCofferMount(const std::string& root) {
   struct statfs sfs;
   if (::statfs(root.c_str(), &sfs) != 0 || sfs.f_type != kFuseSuperMagic) return false;
   struct stat st;
-  return ::stat((root + "/.coffer").c_str(), &st) == 0 && ::stat((root + "/uploads").c_str(), &st) == 0;
+  return ::stat((root + "/.coffer").c_str(), &st) == 0 &&
+         ::stat((root + "/uploads").c_str(), &st) == 0;
 }
 
 }  // namespace cofferregistry

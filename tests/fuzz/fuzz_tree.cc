@@ -12,7 +12,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     chunkstore::TreeEntry e;
     if (!chunkstore::DecodeEntry(&in, &e).ok()) break;
     bool root = e.path.empty() && e.type == chunkstore::EntryType::kDir;  // a head's root
-    if (!root && !chunkstore::IsSafeRelativePath(e.path)) std::abort();  // decoder let one through
+    if (!root && !chunkstore::IsSafeRelativePath(e.path)) std::abort();   // decoder let one through
   }
   return 0;
 }

@@ -14,9 +14,9 @@ struct RepoParams {
   uint32_t chunk_min = 4 * 1024;
   uint32_t chunk_avg = 16 * 1024;  // power of two
   uint32_t chunk_max = 64 * 1024;
-  int compression_level = 3;       // zstd level; 0 disables compression
-  uint32_t frame_size = 1 << 20;   // new chunks are compressed together up to this size
-  uint32_t pack_size = 32 << 20;   // a pack is sealed once it reaches this size
+  int compression_level = 3;      // zstd level; 0 disables compression
+  uint32_t frame_size = 1 << 20;  // new chunks are compressed together up to this size
+  uint32_t pack_size = 32 << 20;  // a pack is sealed once it reaches this size
 };
 
 // argon2id cost for new keyslots.
@@ -27,8 +27,8 @@ struct KeyCost {
 };
 
 struct OpenOptions {
-  Env* env = nullptr;         // nullptr: Env::Default()
-  bool read_only = false;     // no lock, RocksDB opened read-only, no writes
+  Env* env = nullptr;      // nullptr: Env::Default()
+  bool read_only = false;  // no lock, RocksDB opened read-only, no writes
   // A real local directory for the two things that bypass Env: the RocksDB index
   // (<local_dir>/index) and the LUKS2 header (<local_dir>/luks2.hdr). Empty means
   // the repository directory itself (index/ and keys/luks2.hdr). Tests that run the

@@ -102,10 +102,10 @@ class [[nodiscard]] Result {
 #define CS_CONCAT_INNER_(a, b) a##b
 #define CS_CONCAT_(a, b) CS_CONCAT_INNER_(a, b)
 
-#define RETURN_IF_ERROR(expr)                  \
-  do {                                         \
-    ::chunkstore::Status _st = (expr);         \
-    if (!_st.ok()) return _st;                 \
+#define RETURN_IF_ERROR(expr)          \
+  do {                                 \
+    ::chunkstore::Status _st = (expr); \
+    if (!_st.ok()) return _st;         \
   } while (0)
 
 #define ASSIGN_OR_RETURN_IMPL_(tmp, lhs, expr) \
@@ -113,7 +113,6 @@ class [[nodiscard]] Result {
   if (!tmp.ok()) return tmp.status();          \
   lhs = std::move(tmp).value()
 
-#define ASSIGN_OR_RETURN(lhs, expr) \
-  ASSIGN_OR_RETURN_IMPL_(CS_CONCAT_(_res_, __LINE__), lhs, expr)
+#define ASSIGN_OR_RETURN(lhs, expr) ASSIGN_OR_RETURN_IMPL_(CS_CONCAT_(_res_, __LINE__), lhs, expr)
 
 #endif  // CHUNKSTORE_STATUS_H_

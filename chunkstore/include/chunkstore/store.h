@@ -82,12 +82,12 @@ class ContentWriter {
 // What long operations report; called from the operation's thread, often (callers
 // rate-limit their own output).
 struct Progress {
-  std::string phase;          // "backup", "restore", "check", "gc", ...
-  uint64_t items_done = 0;    // files, packs, ...
-  uint64_t items_total = 0;   // 0 when unknown
+  std::string phase;         // "backup", "restore", "check", "gc", ...
+  uint64_t items_done = 0;   // files, packs, ...
+  uint64_t items_total = 0;  // 0 when unknown
   uint64_t bytes_done = 0;
-  uint64_t bytes_total = 0;   // 0 when unknown
-  std::string current;        // the object being worked on
+  uint64_t bytes_total = 0;  // 0 when unknown
+  std::string current;       // the object being worked on
 };
 using ProgressFn = std::function<void(const Progress&)>;
 
@@ -108,17 +108,17 @@ class BlobReader {
 };
 
 struct SnapshotInfo {
-  std::string id;          // 16 hex digits
+  std::string id;  // 16 hex digits
   std::string set;
-  std::string tag;         // optional name given by the user (unique within the set)
-  int64_t time_ns = 0;     // when the backup started
+  std::string tag;      // optional name given by the user (unique within the set)
+  int64_t time_ns = 0;  // when the backup started
   std::string host;
   std::vector<std::string> paths;
-  uint64_t files = 0;      // regular files
+  uint64_t files = 0;  // regular files
   uint64_t dirs = 0;
-  uint64_t bytes = 0;      // logical bytes of regular files (hardlinks once)
-  uint64_t new_bytes = 0;  // plaintext bytes of chunks this backup added
-  uint64_t files_read = 0; // files whose content was read (not found unchanged)
+  uint64_t bytes = 0;       // logical bytes of regular files (hardlinks once)
+  uint64_t new_bytes = 0;   // plaintext bytes of chunks this backup added
+  uint64_t files_read = 0;  // files whose content was read (not found unchanged)
 };
 
 struct RestoreOptions {
@@ -126,10 +126,10 @@ struct RestoreOptions {
 };
 
 struct Stats {
-  uint64_t logical_bytes = 0;   // blobs + files of every snapshot, as if stored whole
-  uint64_t unique_bytes = 0;    // plaintext bytes of distinct chunks
-  uint64_t stored_bytes = 0;    // bytes of all pack files
-  uint64_t repo_bytes = 0;      // everything under the repository directory
+  uint64_t logical_bytes = 0;  // blobs + files of every snapshot, as if stored whole
+  uint64_t unique_bytes = 0;   // plaintext bytes of distinct chunks
+  uint64_t stored_bytes = 0;   // bytes of all pack files
+  uint64_t repo_bytes = 0;     // everything under the repository directory
   uint64_t chunks = 0;
   uint64_t packs = 0;
   uint64_t blobs = 0;
@@ -174,8 +174,7 @@ class Repository {
                      const RepoParams& params, const KeyCost& cost, const OpenOptions& opts);
 
   // Unlocks and opens. Wrong secret: PermissionDenied. Another writer: Unavailable.
-  static Result<std::unique_ptr<Repository>> Open(const std::string& dir,
-                                                  std::string_view secret,
+  static Result<std::unique_ptr<Repository>> Open(const std::string& dir, std::string_view secret,
                                                   const OpenOptions& opts);
 
   // Key management on the envelope; every call is authorised by `secret`.
@@ -203,8 +202,8 @@ class Repository {
   virtual Status DeleteBlob(std::string_view digest) = 0;
 
   // Snapshots of directory trees.
-  virtual Result<SnapshotInfo> Backup(const std::vector<std::string>& paths,
-                                      std::string_view set, const ProgressFn& progress) = 0;
+  virtual Result<SnapshotInfo> Backup(const std::vector<std::string>& paths, std::string_view set,
+                                      const ProgressFn& progress) = 0;
   // All snapshots (of `set` if not empty), oldest first.
   virtual Result<std::vector<SnapshotInfo>> ListSnapshots(std::string_view set) = 0;
   // `ref` is "SET", "SET@latest" or "SET@<id or unique id prefix>".
@@ -242,14 +241,16 @@ class Repository {
   virtual uint64_t DiscardPending(const std::vector<ChunkId>& live) = 0;
   // Publishes stored chunks as the blob `digest` ("sha256:<hex>"); the caller has
   // verified the digest. Syncs first.
-  virtual Result<BlobInfo> CommitBlob(std::string_view digest, const std::vector<ChunkRef>& chunks) = 0;
+  virtual Result<BlobInfo> CommitBlob(std::string_view digest,
+                                      const std::vector<ChunkRef>& chunks) = 0;
 
   // Heads: the durable state of a writable tree (/backups/<set>/current). A head
   // is a tree stream like a snapshot's, replaced as a whole on every save.
   using EmitFn = std::function<Status(const TreeEntry&)>;
   // Syncs chunks, then stores the entries `produce` emits (pre-order) as the head.
   // An entry with an empty path (a directory) records the root's own metadata.
-  virtual Status SaveHead(std::string_view set, const std::function<Status(const EmitFn&)>& produce) = 0;
+  virtual Status SaveHead(std::string_view set,
+                          const std::function<Status(const EmitFn&)>& produce) = 0;
   // NotFound when the set has no head.
   virtual Status LoadHead(std::string_view set, const std::function<Status(TreeEntry&)>& fn) = 0;
   virtual Result<std::vector<std::string>> ListHeads() = 0;
@@ -257,7 +258,8 @@ class Repository {
   // Seals the saved head of `set` as a new snapshot sharing all its chunks.
   virtual Result<SnapshotInfo> SnapshotHead(std::string_view set, std::string_view tag) = 0;
   // Calls fn for each entry of a snapshot ("SET@ID"), in stream order.
-  virtual Status ForEachSnapshotEntry(std::string_view ref, const std::function<Status(TreeEntry&)>& fn) = 0;
+  virtual Status ForEachSnapshotEntry(std::string_view ref,
+                                      const std::function<Status(TreeEntry&)>& fn) = 0;
 
   const std::string& dir() const { return dir_; }
 

@@ -17,12 +17,12 @@ namespace cofferfs {
 
 struct MountOptions {
   std::string mountpoint;
-  bool foreground = true;           // false: detach once mounted (mount.coffer, fstab)
-  uint64_t idle_timeout_ms = 0;     // 0: never; else unmount after no access this long
-  std::string audit_log;            // JSON-lines audit log; empty: none
-  std::string control_socket;       // empty: <repo>/daemon.sock
-  bool allow_other = false;         // let users other than the mounter in
-  int threads = 8;                  // FUSE worker threads
+  bool foreground = true;             // false: detach once mounted (mount.coffer, fstab)
+  uint64_t idle_timeout_ms = 0;       // 0: never; else unmount after no access this long
+  std::string audit_log;              // JSON-lines audit log; empty: none
+  std::string control_socket;         // empty: <repo>/daemon.sock
+  bool allow_other = false;           // let users other than the mounter in
+  int threads = 8;                    // FUSE worker threads
   uint32_t commit_interval_ms = 200;  // heads changed by close() are saved this soon
   // Called once the mount is live (tests and `coffer serve` wait for it).
   std::function<void()> on_mounted;
