@@ -8,9 +8,10 @@ BUILD=(build-essential cmake pkg-config git
        libfuse3-dev libcryptsetup-dev libxxhash-dev libzstd-dev librocksdb-dev
        libcurl4-openssl-dev libssl-dev libcli11-dev nlohmann-json3-dev
        libgtest-dev libgmock-dev libbenchmark-dev
-       libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev libcrypt-dev)
+       libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev libcrypt-dev zlib1g-dev)
 RUNTIME=(fuse3 attr acl xxd jq python3 rsync clang-14 libclang-rt-14-dev busybox-static
-         apache2-utils docker.io skopeo podman)
+         apache2-utils docker.io skopeo podman
+         tar-split pigz zstd golang-go)   # tar-split, pigz, golang-go: oracles and encoders in layer tests
 BENCH=(restic borgbackup python3-llfuse casync debootstrap docker-registry)   # python3-llfuse: `borg mount`; docker-registry: bench/registry_bench.sh
 
 want=("${BUILD[@]}" "${RUNTIME[@]}")
