@@ -54,11 +54,7 @@ expect_challenge "tags/list with a wrong password"
 note "no or wrong credentials: 401 UNAUTHORIZED, WWW-Authenticate: $(hdr WWW-Authenticate)"
 
 # ---- docker: refused without a login, works after one
-ID=$(basename "$T" | tr 'A-Z' 'a-z' | tr -cd 'a-z0-9')
-LOCAL=coffer-regtest/$ID
-make_base_image "$LOCAL-base:1"
-rand_file "$T/payload" 500000
-make_image "$LOCAL-base:1" "$LOCAL:1" "$T/payload"
+make_payload_image 500000
 IMG=$REG/auth/img:1
 docker tag "$LOCAL:1" "$IMG" || fail "docker tag"
 track_image "$IMG"

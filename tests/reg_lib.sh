@@ -66,7 +66,8 @@ trap _reg_cleanup EXIT
 # serve_start REPO MNT PORT [serve options...]: `coffer serve` over REPO (made by
 # new_repo), mounted at MNT, registry on 127.0.0.1:PORT (0 = any free port,
 # read back from the log). Waits until /v2/ answers. Sets SERVE_PID, SERVE_LOG,
-# SERVE_MNT, PORT, REG (127.0.0.1:PORT) and URL (http://REG).
+# SERVE_MNT, PORT, REG (127.0.0.1:PORT) and URL (http://REG, or https://REG
+# with --tls-cert: set CURL_EXTRA=(--cacert CA) first).
 _NSERVE=0
 serve_start() {
   local r=$1 m=$2 port=$3 line deadline
@@ -81,20 +82,20 @@ serve_start() {
   _SERVE_PIDS+=("$SERVE_PID")
   _MOUNTS+=("$m")
   deadline=$((SECONDS + 30))
-  until line=$(grep -o 'registry on http://[^ ]*' "$SERVE_LOG" 2>/dev/null); do
+  until line=$(grep -o 'registry on https\?://[^ ]*' "$SERVE_LOG" 2>/dev/null); do
     is_running "$SERVE_PID" && [[ $(ps -o stat= -p "$SERVE_PID" 2>/dev/null) != Z* ]] ||
       fail "coffer serve exited before serving (options: $*): $(tail -n 5 "$SERVE_LOG")"
     ((SECONDS < deadline)) || fail "coffer serve did not report its registry within 30 s: $(tail -n 5 "$SERVE_LOG")"
     sleep 0.05
   done
   SERVE_MNT=$m
-  REG=${line#registry on http://}
+  REG=${line#registry on http*://}
   PORT=${REG##*:}
-  URL=http://$REG
+  URL=${line#registry on }
   [[ $port == 0 || $port == "$PORT" ]] || fail "coffer serve --registry 127.0.0.1:$port listens on $REG"
   mountpoint -q "$m" || fail "coffer serve reports its registry but $m is not a mount point"
   deadline=$((SECONDS + 30))
-  until [[ $(curl -s -o /dev/null -w '%{http_code}' "$URL/v2/") =~ ^(200|401)$ ]]; do
+  until [[ $(curl -s "${CURL_EXTRA[@]}" -o /dev/null -w '%{http_code}' "$URL/v2/") =~ ^(200|401)$ ]]; do
     ((SECONDS < deadline)) || fail "coffer serve on $REG: /v2/ did not answer 200 or 401 within 30 s"
     sleep 0.05
   done
@@ -132,6 +133,8 @@ serve_stop() {
 
 # ---------------------------------------------------------------- HTTP (curl)
 
+CURL_EXTRA=()  # options every curl call of these helpers adds (e.g. --cacert)
+
 # http METHOD PATH [curl options...]: one request to $URL$PATH (PATH may also be
 # a full URL). Sets CODE; the headers are in $T/.h, the body in $T/.b. HEAD is
 # sent with --head so curl does not wait for a body.
@@ -141,7 +144,7 @@ http() {
   [[ $path == http* ]] && target=$path || target=$URL$path
   local m=(-X "$method")
   [[ $method == HEAD ]] && m=(--head)
-  CODE=$(curl -sS --max-time 120 -o "$T/.b" -D "$T/.h" -w '%{http_code}' "${m[@]}" "$@" "$target" 2>"$T/.curl.err") ||
+  CODE=$(curl -sS --max-time 120 "${CURL_EXTRA[@]}" -o "$T/.b" -D "$T/.h" -w '%{http_code}' "${m[@]}" "$@" "$target" 2>"$T/.curl.err") ||
     CODE=000
 }
 
@@ -262,6 +265,16 @@ make_image() {
   run env DOCKER_BUILDKIT=0 docker build -q -t "$tag" "$ctx"
   [[ $RC == 0 ]] || fail "docker build $tag (FROM $base, COPY payload): $ERR $OUT"
   track_image "$tag"
+}
+
+# make_payload_image SIZE: a base image and, on top of it, an image holding
+# $T/payload (SIZE random bytes). Sets LOCAL (coffer-regtest/<test id>); the
+# images are $LOCAL-base:1 and $LOCAL:1.
+make_payload_image() {
+  LOCAL=coffer-regtest/$(basename "$T" | tr 'A-Z' 'a-z' | tr -cd 'a-z0-9')
+  make_base_image "$LOCAL-base:1"
+  rand_file "$T/payload" "$1"
+  make_image "$LOCAL-base:1" "$LOCAL:1" "$T/payload"
 }
 
 # docker_push REF LOG: docker push; fails unless it succeeds. Sets PUSHED (the

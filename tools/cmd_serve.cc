@@ -29,10 +29,14 @@ struct ServeArgs {
   std::string mount = "var/mnt", registry = "127.0.0.1:5000", config;
   std::string htpasswd, access;
   bool read_only = false;
+  bool token = false;
+  std::string token_realm, token_certs, token_service, token_issuer, tls_cert, tls_key;
 };
 
 // Reads --config FILE (JSON): {"registry": {"listen", "htpasswd", "access",
-// "read_only", "delete_enabled"}, "mount": "DIR"}; flags given on the command line win.
+// "read_only", "delete_enabled", "token", "token_realm", "token_certs",
+// "token_service", "token_issuer", "tls_cert", "tls_key"}, "mount": "DIR"};
+// flags given on the command line win.
 Status ApplyConfig(const std::string& path, ServeArgs* a, cofferregistry::RegistryOptions* r) {
   std::ifstream in(path);
   if (!in) return Status::FromErrno("read config `" + path + "`", errno);
@@ -47,6 +51,14 @@ Status ApplyConfig(const std::string& path, ServeArgs* a, cofferregistry::Regist
       if (reg.contains("access")) r->access = reg["access"].get<std::string>();
       if (reg.contains("read_only")) r->read_only = reg["read_only"].get<bool>();
       if (reg.contains("delete_enabled")) r->delete_enabled = reg["delete_enabled"].get<bool>();
+      if (reg.contains("token")) r->token = reg["token"].get<bool>();
+      for (auto [key, field] : {std::pair{"token_realm", &r->token_realm},
+                                {"token_certs", &r->token_certs},
+                                {"token_service", &r->token_service},
+                                {"token_issuer", &r->token_issuer},
+                                {"tls_cert", &r->tls_cert},
+                                {"tls_key", &r->tls_key}})
+        if (reg.contains(key)) *field = reg[key].get<std::string>();
     }
   } catch (const std::exception& e) {
     return Status::InvalidArgument("config `" + path + "`: " + e.what());
@@ -81,6 +93,14 @@ int RunServe(Globals& g, ServeArgs a, const std::vector<std::string>& given) {
   if (!a.htpasswd.empty()) ro.htpasswd = a.htpasswd;
   if (!a.access.empty()) ro.access = a.access;
   if (a.read_only) ro.read_only = true;
+  if (a.token) ro.token = true;
+  for (auto [flag, field] : {std::pair{&a.token_realm, &ro.token_realm},
+                             {&a.token_certs, &ro.token_certs},
+                             {&a.token_service, &ro.token_service},
+                             {&a.token_issuer, &ro.token_issuer},
+                             {&a.tls_cert, &ro.tls_cert},
+                             {&a.tls_key, &ro.tls_key}})
+    if (!flag->empty()) *field = *flag;
   // Signals are taken by one thread with sigwait; every other thread blocks them.
   // Blocked before anything starts threads (the embedded init opens RocksDB).
   sigset_t sigs;
@@ -122,9 +142,9 @@ int RunServe(Globals& g, ServeArgs a, const std::vector<std::string>& given) {
       return;
     }
     reg = std::move(r).value();
-    std::fprintf(stderr,
-                 "coffer: serving %s: mounted at %s, registry on http://%s (Ctrl-C stops)\n",
-                 repo_dir.c_str(), mountpoint.c_str(), reg->address().c_str());
+    std::fprintf(stderr, "coffer: serving %s: mounted at %s, registry on %s://%s (Ctrl-C stops)\n",
+                 repo_dir.c_str(), mountpoint.c_str(), ro.tls_cert.empty() ? "http" : "https",
+                 reg->address().c_str());
   };
   std::thread waiter([&] {
     struct timespec tick = {0, 200 * 1000 * 1000};
@@ -156,6 +176,15 @@ void AddServeCommand(CLI::App& app, Globals& g, int* rc) {
   s->add_option("--htpasswd", a->htpasswd, "bcrypt htpasswd file: require Basic auth");
   s->add_option("--access", a->access, "per-repository permissions file (docs/registry.md)");
   s->add_flag("--read-only", a->read_only, "refuse pushes and deletes");
+  s->add_flag("--token", a->token,
+              "Bearer token auth: issue tokens at /token (users: --htpasswd, rights: --access)");
+  s->add_option("--token-realm", a->token_realm, "URL of an external token server");
+  s->add_option("--token-certs", a->token_certs,
+                "PEM certificates/public keys of the external token server (with --token-realm)");
+  s->add_option("--token-service", a->token_service, "token service/audience (default: coffer)");
+  s->add_option("--token-issuer", a->token_issuer, "token issuer (default: coffer)");
+  s->add_option("--tls-cert", a->tls_cert, "PEM certificate chain: serve HTTPS");
+  s->add_option("--tls-key", a->tls_key, "PEM private key of --tls-cert");
   s->callback([&g, a, rc, s] {
     std::vector<std::string> given;
     for (const char* f : {"--mount", "--registry"})

@@ -98,6 +98,11 @@ Dispatch Handler::Handle(const Request& req) {
     query = path.substr(q + 1);
     path.resize(q);
   }
+  if (path == "/token" && opts_.token && opts_.token->can_issue()) {
+    if (req.method != "GET" && req.method != "HEAD")
+      return reply(ErrorResponse(405, "UNSUPPORTED", "the token endpoint takes GET"));
+    return reply(IssueToken(req, query));
+  }
   if (path != "/v2" && path.rfind("/v2/", 0) != 0)
     return reply(ErrorResponse(404, "NOT_FOUND", "no such endpoint", path));
   Route r;
@@ -167,7 +172,14 @@ Dispatch Handler::Route_(const Request& req, const Route& r) {
   unsigned action = read ? kPull : m == "DELETE" ? kDelete : kPush;
   std::string user;
   std::string repo = r.kind == Route::kBase || r.kind == Route::kCatalog ? "" : r.name;
-  if (auto refused = Check(req, repo, action, &user)) return reply(std::move(*refused));
+  if (opts_.token) {
+    TokenAccess need{"repository", repo, action};
+    if (r.kind == Route::kBase) need = {"", "", 0};
+    if (r.kind == Route::kCatalog) need = {"registry", "catalog", kPull};
+    if (auto refused = CheckToken(req, need, &user)) return reply(std::move(*refused));
+  } else if (auto refused = Check(req, repo, action, &user)) {
+    return reply(std::move(*refused));
+  }
   if (!read && opts_.read_only)
     return reply(ErrorResponse(405, "UNSUPPORTED", "the registry is read-only"));
   if (m == "DELETE" && !opts_.delete_enabled && r.kind != Route::kUpload)

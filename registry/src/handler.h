@@ -12,6 +12,7 @@
 #include "auth.h"
 #include "http.h"
 #include "storage.h"
+#include "token.h"
 
 namespace cofferregistry {
 
@@ -20,6 +21,11 @@ struct HandlerOptions {
   bool delete_enabled = true;
   uint64_t max_manifest_bytes = 4 << 20;
   std::string realm = "coffer";
+  // Bearer token auth (token.h) instead of Basic when set; not owned.
+  const TokenAuthority* token = nullptr;
+  std::string token_realm;  // empty: this registry's own /token, named after the Host header
+  int64_t token_ttl_s = 300;
+  bool tls = false;  // for URLs this registry names itself (the token realm)
 };
 
 // An OCI error response: {"errors":[{"code":..,"message":..,"detail":..}]}.
@@ -46,6 +52,12 @@ class Handler {
   // Authentication and authorization; sets *user. A response when refused.
   std::optional<Response> Check(const Request& req, const std::string& repo, unsigned actions,
                                 std::string* user);
+  // `need`: {"repository", name, actions}, {"registry", "catalog", kPull}, or
+  // type "" for /v2/ (any valid token).
+  std::optional<Response> CheckToken(const Request& req, const TokenAccess& need,
+                                     std::string* user);
+  // GET /token: the built-in token server (handler_token.cc).
+  Response IssueToken(const Request& req, const std::string& query);
 
   Response Catalog(const Request& req, const Route& r, const std::string& user);
   Response TagsList(const Route& r);

@@ -649,6 +649,74 @@ TEST_F(HandlerTest, BasicAuthAndPermissions) {
   EXPECT_EQ(json::serialize(json::parse(r.body)), "{\"repositories\":[\"public/p\",\"team/x\"]}");
 }
 
+// Token auth with the built-in issuer: the flow docker follows.
+TEST_F(HandlerTest, BearerTokenFlow) {
+  auto auth = Auth::FromStrings("alice:" + Bcrypt("wonder") + "\nbob:" + Bcrypt("builder") + "\n",
+                                "alice * pull,push,delete\nbob * pull\n", true);
+  ASSERT_TRUE(auth.ok());
+  auto token = TokenAuthority::Ephemeral("coffer", "coffer-registry");
+  ASSERT_TRUE(token.ok());
+  HandlerOptions opts;
+  opts.token = token->get();
+  Reset(opts, auth->get());
+  std::map<std::string, std::string> host{{"host", "127.0.0.1:5000"}};
+
+  // 1. Refused with a challenge naming the realm, service and needed scope.
+  Response r = Call("GET", "/v2/", "", host);
+  EXPECT_EQ(r.status, 401);
+  EXPECT_EQ(H(r, "WWW-Authenticate"),
+            "Bearer realm=\"http://127.0.0.1:5000/token\",service=\"coffer-registry\"");
+  r = Call("POST", "/v2/team/x/blobs/uploads/", "", host);
+  EXPECT_EQ(r.status, 401);
+  EXPECT_NE(H(r, "WWW-Authenticate").find("scope=\"repository:team/x:push\""), std::string::npos);
+  // Basic credentials are not accepted on /v2/ in token mode.
+  EXPECT_EQ(Call("GET", "/v2/", "", {{"authorization", Basic("alice:wonder")}}).status, 401);
+
+  // 2. The token endpoint: wrong password 401; a grant never exceeds the rules.
+  std::string q = "/token?service=coffer-registry&scope=repository%3Ateam%2Fx%3Apull%2Cpush";
+  EXPECT_EQ(Call("GET", q, "", {{"authorization", Basic("alice:nope")}}).status, 401);
+  EXPECT_EQ(
+      Call("GET", "/token?service=other", "", {{"authorization", Basic("alice:wonder")}}).status,
+      400);
+  auto get_token = [&](const std::string& user_pass) {
+    Response t = Call("GET", q, "", {{"authorization", Basic(user_pass)}});
+    EXPECT_EQ(t.status, 200) << t.body;
+    return std::string(json::parse(t.body).at("token").as_string());
+  };
+  std::string alice = "Bearer " + get_token("alice:wonder");
+  std::string bob = "Bearer " + get_token("bob:builder");
+
+  // 3. The token opens what it grants, and only that.
+  EXPECT_EQ(Call("GET", "/v2/", "", {{"authorization", alice}}).status, 200);
+  std::string d = Digest("blob");
+  EXPECT_EQ(
+      Call("POST", "/v2/team/x/blobs/uploads/?digest=" + d, "blob", {{"authorization", alice}})
+          .status,
+      201);
+  EXPECT_EQ(Call("GET", "/v2/team/x/blobs/" + d, "", {{"authorization", bob}}).status, 200);
+  r = Call("POST", "/v2/team/x/blobs/uploads/", "", {{"authorization", bob}});  // pull only
+  EXPECT_EQ(r.status, 401);
+  EXPECT_NE(H(r, "WWW-Authenticate").find("error=\"insufficient_scope\""), std::string::npos);
+  r = Call("GET", "/v2/other/tags/list", "", {{"authorization", alice}});  // other repository
+  EXPECT_EQ(r.status, 401);
+  EXPECT_EQ(Call("GET", "/v2/_catalog", "", {{"authorization", alice}}).status, 401);
+  // A tampered token is refused.
+  std::string bad = alice;
+  bad[bad.size() / 2] = bad[bad.size() / 2] == 'A' ? 'B' : 'A';
+  r = Call("GET", "/v2/", "", {{"authorization", bad}});
+  EXPECT_EQ(r.status, 401);
+  EXPECT_NE(H(r, "WWW-Authenticate").find("error=\"invalid_token\""), std::string::npos);
+  // Several scopes at once, and the catalog scope.
+  r = Call("GET",
+           "/token?scope=repository%3Aa%3Apull&scope=repository%3Ab%3Apull%2Cpush"
+           "&scope=registry%3Acatalog%3A*",
+           "", {{"authorization", Basic("bob:builder")}});
+  ASSERT_EQ(r.status, 200);
+  std::string multi = "Bearer " + std::string(json::parse(r.body).at("token").as_string());
+  EXPECT_EQ(Call("GET", "/v2/_catalog", "", {{"authorization", multi}}).status, 200);
+  EXPECT_EQ(Call("POST", "/v2/b/blobs/uploads/", "", {{"authorization", multi}}).status, 401);
+}
+
 TEST(Auth, RejectsNonBcryptAndBadRules) {
   EXPECT_FALSE(Auth::FromStrings("alice:{SHA}abc\n", "", true).ok());
   EXPECT_FALSE(Auth::FromStrings("", "alice repo fly\n", true).ok());

@@ -115,8 +115,8 @@ DigestCheck CheckDigest(std::string_view d) {
   return DigestCheck::kUnsupported;
 }
 
-std::optional<std::map<std::string, std::string>> ParseQuery(std::string_view q) {
-  std::map<std::string, std::string> out;
+std::optional<std::vector<std::pair<std::string, std::string>>> ParseQueryAll(std::string_view q) {
+  std::vector<std::pair<std::string, std::string>> out;
   size_t start = 0;
   while (start <= q.size()) {
     size_t amp = q.find('&', start);
@@ -126,11 +126,19 @@ std::optional<std::map<std::string, std::string>> ParseQuery(std::string_view q)
       auto k = Unescape(part.substr(0, eq));
       auto v = Unescape(eq == std::string_view::npos ? std::string_view() : part.substr(eq + 1));
       if (!k || !v) return std::nullopt;
-      out.emplace(std::move(*k), std::move(*v));
+      out.emplace_back(std::move(*k), std::move(*v));
     }
     if (amp == std::string_view::npos) break;
     start = amp + 1;
   }
+  return out;
+}
+
+std::optional<std::map<std::string, std::string>> ParseQuery(std::string_view q) {
+  auto all = ParseQueryAll(q);
+  if (!all) return std::nullopt;
+  std::map<std::string, std::string> out;
+  for (auto& [k, v] : *all) out.emplace(std::move(k), std::move(v));
   return out;
 }
 

@@ -9,6 +9,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace cofferregistry {
 
@@ -28,6 +30,8 @@ inline std::string DigestHex(std::string_view digest) { return std::string(diges
 // Splits "a=1&b=x%2Fy" into decoded pairs (first occurrence wins); nullopt when a
 // percent escape is malformed.
 std::optional<std::map<std::string, std::string>> ParseQuery(std::string_view q);
+// Every pair, in order, repeated keys kept ("scope=a&scope=b" for the token endpoint).
+std::optional<std::vector<std::pair<std::string, std::string>>> ParseQueryAll(std::string_view q);
 // Percent-encodes a query value (unreserved characters pass through).
 std::string QueryEscape(std::string_view v);
 

@@ -11,9 +11,11 @@
 #include <unistd.h>
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <thread>
 
 #include "handler.h"
@@ -23,6 +25,7 @@ namespace cofferregistry {
 namespace beast = boost::beast;
 namespace http = beast::http;
 namespace asio = boost::asio;
+namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
 using chunkstore::Status;
 
@@ -38,10 +41,18 @@ struct Limits {
   std::chrono::milliseconds read_timeout, idle_timeout;
 };
 
-class Session : public std::enable_shared_from_this<Session> {
+// Stream: beast::tcp_stream (plain HTTP) or ssl::stream<beast::tcp_stream> (TLS).
+template <class Stream>
+class Session : public std::enable_shared_from_this<Session<Stream>> {
+  static constexpr bool kTls = !std::is_same_v<Stream, beast::tcp_stream>;
+
  public:
-  Session(tcp::socket socket, Handler* handler, Limits limits)
-      : stream_(std::move(socket)), handler_(handler), limits_(limits), buf_(kBodyBuffer) {
+  template <class... Args>
+  Session(Handler* handler, Limits limits, Args&&... stream_args)
+      : stream_(std::forward<Args>(stream_args)...),
+        handler_(handler),
+        limits_(limits),
+        buf_(kBodyBuffer) {
     // Beast reads max(512, capacity - size) bytes per call into the dynamic
     // buffer: without capacity an upload arrives 512 bytes at a time (a 230 MB
     // push became 450k FUSE writes).
@@ -49,18 +60,30 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void Start() {
-    asio::dispatch(stream_.get_executor(),
-                   beast::bind_front_handler(&Session::ReadHead, shared_from_this()));
+    asio::dispatch(stream_.get_executor(), [self = this->shared_from_this()] {
+      if constexpr (kTls) {
+        self->Lowest().expires_after(self->limits_.read_timeout);
+        self->stream_.async_handshake(ssl::stream_base::server, [self](beast::error_code ec) {
+          if (ec) return self->Close();  // not TLS, bad cert...
+          self->ReadHead();
+        });
+      } else {
+        self->ReadHead();
+      }
+    });
   }
 
  private:
+  using std::enable_shared_from_this<Session<Stream>>::shared_from_this;
+  beast::tcp_stream& Lowest() { return beast::get_lowest_layer(stream_); }
+
   void ReadHead() {
     parser_.emplace();
     parser_->header_limit(limits_.max_header);
     parser_->body_limit(boost::none);  // sinks enforce their own limits
     sink_.reset();
     draining_ = false;
-    stream_.expires_after(limits_.idle_timeout);
+    Lowest().expires_after(limits_.idle_timeout);
     http::async_read_header(stream_, in_, *parser_,
                             beast::bind_front_handler(&Session::OnHead, shared_from_this()));
   }
@@ -90,9 +113,14 @@ class Session : public std::enable_shared_from_this<Session> {
     version_ = h.version();
     head_ = req.method == "HEAD";
     Dispatch d = handler_->Handle(req);
+    const std::string* expect = req.Header("expect");
+    bool wants_continue = expect && strcasecmp(expect->c_str(), "100-continue") == 0;
     if (d.response) {
       Response r = std::move(*d.response);
       if (parser_->is_done()) return Send(std::move(r), false);
+      // The client holds the body back until it hears from us: answer at once
+      // (RFC 9110 10.1.1) and close, since we cannot know whether a body follows.
+      if (wants_continue) return Send(std::move(r), true);
       // A body nobody wants: drop a small one, else close after answering.
       auto len = parser_->content_length();
       if (len && *len <= kMaxDrain) {
@@ -103,8 +131,7 @@ class Session : public std::enable_shared_from_this<Session> {
       return Send(std::move(r), true);
     }
     sink_ = std::move(d.sink);
-    const std::string* expect = req.Header("expect");
-    if (expect && strcasecmp(expect->c_str(), "100-continue") == 0 && !parser_->is_done()) {
+    if (wants_continue && !parser_->is_done()) {
       auto cont =
           std::make_shared<http::response<http::empty_body>>(http::status::continue_, version_);
       return http::async_write(stream_, *cont,
@@ -121,7 +148,7 @@ class Session : public std::enable_shared_from_this<Session> {
     auto& body = parser_->get().body();
     body.data = buf_.data();
     body.size = buf_.size();
-    stream_.expires_after(limits_.read_timeout);
+    Lowest().expires_after(limits_.read_timeout);
     http::async_read_some(stream_, in_, *parser_,
                           beast::bind_front_handler(&Session::OnBody, shared_from_this()));
   }
@@ -207,7 +234,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void WriteSome() {
-    stream_.expires_after(limits_.read_timeout);
+    Lowest().expires_after(limits_.read_timeout);
     http::async_write(stream_, *sr_,
                       beast::bind_front_handler(&Session::OnWrite, shared_from_this()));
   }
@@ -227,11 +254,11 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void Close() {
     beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
-    stream_.close();
+    Lowest().socket().shutdown(tcp::socket::shutdown_send, ec);
+    Lowest().close();
   }
 
-  beast::tcp_stream stream_;
+  Stream stream_;
   beast::flat_buffer in_;
   Handler* handler_;
   Limits limits_;
@@ -250,8 +277,10 @@ class Session : public std::enable_shared_from_this<Session> {
 
 class Listener : public std::enable_shared_from_this<Listener> {
  public:
-  Listener(asio::io_context& ioc, tcp::acceptor acceptor, Handler* handler, Limits limits)
-      : ioc_(ioc), acceptor_(std::move(acceptor)), handler_(handler), limits_(limits) {}
+  // `tls`: null for plain HTTP.
+  Listener(asio::io_context& ioc, tcp::acceptor acceptor, Handler* handler, Limits limits,
+           ssl::context* tls)
+      : ioc_(ioc), acceptor_(std::move(acceptor)), handler_(handler), limits_(limits), tls_(tls) {}
   void Accept() {
     acceptor_.async_accept(asio::make_strand(ioc_),
                            beast::bind_front_handler(&Listener::OnAccept, shared_from_this()));
@@ -267,7 +296,12 @@ class Listener : public std::enable_shared_from_this<Listener> {
     if (!ec) {
       beast::error_code ignored;
       socket.set_option(tcp::no_delay(true), ignored);
-      std::make_shared<Session>(std::move(socket), handler_, limits_)->Start();
+      if (tls_)
+        std::make_shared<Session<ssl::stream<beast::tcp_stream>>>(handler_, limits_,
+                                                                  std::move(socket), *tls_)
+            ->Start();
+      else
+        std::make_shared<Session<beast::tcp_stream>>(handler_, limits_, std::move(socket))->Start();
     }
     Accept();
   }
@@ -275,6 +309,7 @@ class Listener : public std::enable_shared_from_this<Listener> {
   tcp::acceptor acceptor_;
   Handler* handler_;
   Limits limits_;
+  ssl::context* tls_;
 };
 
 chunkstore::Result<tcp::endpoint> ParseListen(const std::string& s) {
@@ -295,13 +330,45 @@ chunkstore::Result<tcp::endpoint> ParseListen(const std::string& s) {
   return tcp::endpoint(addr, static_cast<unsigned short>(p));
 }
 
+chunkstore::Result<std::string> ReadSmallFile(const std::string& path) {
+  FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) return Status::FromErrno("open `" + path + "`", errno);
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0 && out.size() < (1 << 20)) out.append(buf, n);
+  std::fclose(f);
+  return out;
+}
+
+// TLS 1.2+ with the certificate chain and key given (PEM files).
+chunkstore::Result<std::unique_ptr<ssl::context>> TlsContext(const std::string& cert,
+                                                             const std::string& key) {
+  if (cert.empty() || key.empty())
+    return Status::InvalidArgument("registry TLS: give both a certificate and a key");
+  auto ctx = std::make_unique<ssl::context>(ssl::context::tls_server);
+  ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                   ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1 |
+                   ssl::context::single_dh_use);
+  beast::error_code ec;
+  ctx->use_certificate_chain_file(cert, ec);
+  if (ec)
+    return Status::InvalidArgument("registry TLS certificate `" + cert + "`: " + ec.message());
+  ctx->use_private_key_file(key, ssl::context::pem, ec);
+  if (ec) return Status::InvalidArgument("registry TLS key `" + key + "`: " + ec.message());
+  return ctx;
+}
+
 class RegistryImpl : public Registry {
  public:
-  RegistryImpl(std::unique_ptr<Storage> storage, std::unique_ptr<Auth> auth, HandlerOptions hopts,
-               int threads)
+  RegistryImpl(std::unique_ptr<Storage> storage, std::unique_ptr<Auth> auth,
+               std::unique_ptr<TokenAuthority> token, std::unique_ptr<ssl::context> tls,
+               HandlerOptions hopts, int threads)
       : storage_(std::move(storage)),
         auth_(std::move(auth)),
-        handler_(storage_.get(), auth_.get(), hopts),
+        token_(std::move(token)),
+        tls_(std::move(tls)),
+        handler_(storage_.get(), auth_.get(), WithToken(hopts, token_.get(), tls_ != nullptr)),
         ioc_(threads),
         threads_n_(threads) {}
   ~RegistryImpl() override { Stop(); }
@@ -320,7 +387,7 @@ class RegistryImpl : public Registry {
     address_ = (local.address().is_v6() ? "[" + local.address().to_string() + "]"
                                         : local.address().to_string()) +
                ":" + std::to_string(local.port());
-    listener_ = std::make_shared<Listener>(ioc_, std::move(a), &handler_, limits);
+    listener_ = std::make_shared<Listener>(ioc_, std::move(a), &handler_, limits, tls_.get());
     listener_->Accept();
     for (int i = 0; i < threads_n_; ++i) threads_.emplace_back([this] { ioc_.run(); });
     return Status::OK();
@@ -339,8 +406,16 @@ class RegistryImpl : public Registry {
   std::string address() const override { return address_; }
 
  private:
+  static HandlerOptions WithToken(HandlerOptions h, const TokenAuthority* t, bool tls) {
+    h.token = t;
+    h.tls = tls;
+    return h;
+  }
+
   std::unique_ptr<Storage> storage_;
   std::unique_ptr<Auth> auth_;
+  std::unique_ptr<TokenAuthority> token_;
+  std::unique_ptr<ssl::context> tls_;
   Handler handler_;
   asio::io_context ioc_;
   int threads_n_;
@@ -369,8 +444,24 @@ chunkstore::Result<std::unique_ptr<Registry>> Registry::Start(const RegistryOpti
   h.delete_enabled = opts.delete_enabled;
   h.max_manifest_bytes = opts.max_manifest_bytes;
   h.realm = opts.realm;
-  auto impl = std::make_unique<RegistryImpl>(NewPosixStorage(opts.root, verify), std::move(auth), h,
-                                             opts.threads);
+  std::unique_ptr<TokenAuthority> token;
+  if (!opts.token_certs.empty()) {
+    if (opts.token_realm.empty())
+      return Status::InvalidArgument("registry: token certificates given without a token realm");
+    ASSIGN_OR_RETURN(std::string pem, ReadSmallFile(opts.token_certs));
+    auto t = TokenAuthority::Trusting(pem, opts.token_issuer, opts.token_service);
+    if (!t.ok()) return t.status().Annotate("load `" + opts.token_certs + "`");
+    token = std::move(t).value();
+  } else if (opts.token) {
+    ASSIGN_OR_RETURN(token, TokenAuthority::Ephemeral(opts.token_issuer, opts.token_service));
+  }
+  h.token_realm = opts.token_realm;
+  std::unique_ptr<ssl::context> tls;
+  if (!opts.tls_cert.empty() || !opts.tls_key.empty()) {
+    ASSIGN_OR_RETURN(tls, TlsContext(opts.tls_cert, opts.tls_key));
+  }
+  auto impl = std::make_unique<RegistryImpl>(NewPosixStorage(opts.root, verify), std::move(auth),
+                                             std::move(token), std::move(tls), h, opts.threads);
   Limits limits{opts.max_header_bytes, std::chrono::milliseconds(opts.read_timeout_ms),
                 std::chrono::milliseconds(opts.idle_timeout_ms)};
   RETURN_IF_ERROR(impl->Listen(ep, limits));

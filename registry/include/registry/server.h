@@ -23,6 +23,17 @@ struct RegistryOptions {
   std::string access;                     // per-repository permissions file; empty: every
                                           // authenticated user may pull, push, delete
   std::string realm = "coffer";           // Basic realm in WWW-Authenticate
+  // Bearer token auth (docs/registry.md): `token` makes the registry issue tokens
+  // itself at /token (users from htpasswd, rights from access), signed by a key
+  // generated at start and never stored; `token_certs` (PEM certificates or public
+  // keys) trusts an external token server at `token_realm` instead.
+  bool token = false;
+  std::string token_realm;
+  std::string token_certs;
+  std::string token_service = "coffer";
+  std::string token_issuer = "coffer";
+  // TLS: PEM certificate chain and private key. Both empty: plain HTTP.
+  std::string tls_cert, tls_key;
   uint64_t max_manifest_bytes = 4 << 20;  // larger manifests get 413
   uint32_t max_header_bytes = 64 << 10;   // larger request heads get 431
   uint32_t read_timeout_ms = 60'000;      // a client that sends nothing this long is dropped
