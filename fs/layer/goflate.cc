@@ -115,9 +115,15 @@ const CodeTables& Tables() {
   return t;
 }
 
+inline uint32_t Load32(const uint8_t* p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+// The 4 bytes read big-endian, times kHashMul, top kHashBits bits.
 inline uint32_t Hash4(const uint8_t* b) {
-  uint32_t v = uint32_t(b[3]) | uint32_t(b[2]) << 8 | uint32_t(b[1]) << 16 | uint32_t(b[0]) << 24;
-  return (v * kHashMul) >> (32 - kHashBits);
+  return (__builtin_bswap32(Load32(b)) * kHashMul) >> (32 - kHashBits);
 }
 
 // ---------------------------------------------------------------------------
@@ -133,45 +139,44 @@ struct HuffCode {
 // before a leaf of the same weight.
 void BuildLengths(const uint32_t* freq, int n, int max_bits, uint8_t* len) {
   std::memset(len, 0, n);
-  std::vector<std::pair<uint32_t, int>> leaves;
+  // Leaves sorted by (freq, symbol): freq in the high bits, symbol in the low 9.
+  uint64_t leaves[kNumLit];
+  int count = 0;
   for (int s = 0; s < n; ++s)
-    if (freq[s] != 0) leaves.emplace_back(freq[s], s);
-  const int count = int(leaves.size());
+    if (freq[s] != 0) leaves[count++] = uint64_t(freq[s]) << 9 | uint64_t(s);
   if (count <= 2) {
-    for (auto& l : leaves) len[l.second] = 1;
+    for (int k = 0; k < count; ++k) len[leaves[k] & 511] = 1;
     return;
   }
-  std::sort(leaves.begin(), leaves.end());
+  std::sort(leaves, leaves + count);
   const int levels = std::min(max_bits, count - 1);
-  // lists[0] is the deepest level (leaves only); each higher level merges the
-  // leaves with pairs of the level below.
-  std::vector<std::vector<uint64_t>> weight(levels);
-  std::vector<std::vector<uint8_t>> is_leaf(levels);
-  for (auto& l : leaves) weight[0].push_back(l.first);
-  is_leaf[0].assign(count, 1);
+  // Level 0 is the deepest (leaves only); each higher level merges the leaves
+  // with pairs of the level below, a pair first when weights tie.
+  static thread_local uint64_t weight[15][2 * kNumLit];
+  static thread_local uint8_t is_leaf[15][2 * kNumLit];
+  int size[15];
+  for (int k = 0; k < count; ++k) weight[0][k] = leaves[k] >> 9, is_leaf[0][k] = 1;
+  size[0] = count;
   for (int j = 1; j < levels; ++j) {
-    const auto& below = weight[j - 1];
-    size_t pairs = below.size() / 2, li = 0, pi = 0;
-    while (li < size_t(count) || pi < pairs) {
+    const uint64_t* below = weight[j - 1];
+    const int pairs = size[j - 1] / 2;
+    int li = 0, pi = 0, m = 0;
+    for (; li < count || pi < pairs; ++m) {  // at most 2*count-1 items
       uint64_t pw = pi < pairs ? below[2 * pi] + below[2 * pi + 1] : UINT64_MAX;
-      if (li < size_t(count) && uint64_t(leaves[li].first) < pw) {
-        weight[j].push_back(leaves[li++].first);
-        is_leaf[j].push_back(1);
-      } else {
-        weight[j].push_back(pw);
-        is_leaf[j].push_back(0);
-        ++pi;
-      }
+      bool leaf = li < count && (leaves[li] >> 9) < pw;
+      weight[j][m] = leaf ? leaves[li++] >> 9 : (++pi, pw);
+      is_leaf[j][m] = leaf;
     }
+    size[j] = m;
   }
   // Walk down from the top list's first 2n-2 items: each level uses a prefix of
   // the sorted leaves, and a leaf's length is the number of levels using it.
-  size_t need = 2 * size_t(count) - 2;
+  int need = 2 * count - 2;
   for (int j = levels - 1; j >= 0; --j) {
-    need = std::min(need, weight[j].size());
-    size_t leaves_used = 0;
-    for (size_t k = 0; k < need; ++k) leaves_used += is_leaf[j][k];
-    for (size_t k = 0; k < leaves_used; ++k) ++len[leaves[k].second];
+    need = std::min(need, size[j]);
+    int leaves_used = 0;
+    for (int k = 0; k < need; ++k) leaves_used += is_leaf[j][k];
+    for (int k = 0; k < leaves_used; ++k) ++len[leaves[k] & 511];
     need = 2 * (need - leaves_used);
   }
 }
@@ -236,9 +241,11 @@ class BitWriter {
     bits_ |= uint64_t(v) << nbits_;
     nbits_ += n;
     if (nbits_ >= 32) {
-      uint32_t w = uint32_t(bits_);
-      uint8_t b[4] = {uint8_t(w), uint8_t(w >> 8), uint8_t(w >> 16), uint8_t(w >> 24)};
-      out_.insert(out_.end(), b, b + 4);
+      if (size_ + 4 > buf_.size()) buf_.resize(std::max<size_t>(2 * buf_.size(), 1 << 16));
+      uint8_t* p = &buf_[size_];
+      p[0] = uint8_t(bits_), p[1] = uint8_t(bits_ >> 8), p[2] = uint8_t(bits_ >> 16),
+      p[3] = uint8_t(bits_ >> 24);
+      size_ += 4;
       bits_ >>= 32;
       nbits_ -= 32;
     }
@@ -246,7 +253,7 @@ class BitWriter {
   // Pads with zero bits to a byte boundary.
   void AlignToByte() {
     while (nbits_ > 0) {
-      out_.push_back(uint8_t(bits_));
+      Append(uint8_t(bits_));
       bits_ >>= 8;
       nbits_ = std::max(nbits_ - 8, 0);
     }
@@ -254,14 +261,25 @@ class BitWriter {
   }
   void WriteBytes(const uint8_t* p, size_t n) {
     AlignToByte();
-    out_.insert(out_.end(), p, p + n);
+    if (size_ + n > buf_.size()) buf_.resize(std::max(2 * buf_.size(), size_ + n));
+    std::memcpy(&buf_[size_], p, n);
+    size_ += n;
   }
-  std::vector<uint8_t>& out() { return out_; }
+  // Whole bytes written so far; Clear() after handing them on.
+  const uint8_t* data() const { return buf_.data(); }
+  size_t size() const { return size_; }
+  void Clear() { size_ = 0; }
 
  private:
+  void Append(uint8_t b) {
+    if (size_ == buf_.size()) buf_.resize(std::max<size_t>(2 * buf_.size(), 1 << 16));
+    buf_[size_++] = b;
+  }
+
   uint64_t bits_ = 0;
   int nbits_ = 0;
-  std::vector<uint8_t> out_;
+  std::vector<uint8_t> buf_;
+  size_t size_ = 0;
 };
 
 // ---------------------------------------------------------------------------
@@ -536,8 +554,12 @@ class Compressor {
   void Step();
   size_t Fill(const uint8_t* data, size_t size);
   void SlideWindow();
+  // kLazy: levels 4-9; otherwise 2-3.
+  template <bool kLazy>
   void Deflate();
+  template <bool kLazy>
   void EmitMatch(int prev_length, int prev_offset);
+  template <bool kLazy>
   void EmitLiteral();
   bool FindMatch(int pos, int prev_head, int lookahead, int* length, int* offset);
   void InsertHash(int pos) {
@@ -610,10 +632,10 @@ Status Compressor::Close() {
 }
 
 Status Compressor::Drain(bool all) {
-  std::vector<uint8_t>& out = bw_.bits().out();
-  if (out.empty() || (!all && out.size() < kSinkChunk)) return Status::OK();
+  BitWriter& out = bw_.bits();
+  if (out.size() == 0 || (!all && out.size() < kSinkChunk)) return Status::OK();
   Status s = sink_(out.data(), out.size());
-  out.clear();
+  out.Clear();
   return s;
 }
 
@@ -648,7 +670,11 @@ void Compressor::SlideWindow() {
 void Compressor::Step() {
   switch (mode_) {
     case Mode::kDeflate:
-      Deflate();
+      if (p_.fast_skip == kSkipNever) {
+        Deflate<true>();
+      } else {
+        Deflate<false>();
+      }
       return;
     case Mode::kStore:
       if (window_end_ > 0 && (window_end_ == kMaxStoreBlock || sync_)) {
@@ -684,18 +710,20 @@ bool Compressor::FindMatch(int pos, int prev_head, int lookahead, int* length, i
   const uint8_t* win = window_.data();
   const int min_index = pos - kWindowSize;
   int best = kMinMatch - 1;
-  uint8_t w_end = win[pos + best];
+  // A candidate can beat `best` only if bytes [best-3, best] match too; one
+  // 32-bit compare rejects most candidates.
+  uint32_t w_end = Load32(win + pos + best - 3);
   bool found = false;
   int i = prev_head;
   for (int tries = p_.chain; tries > 0; --tries) {
-    if (win[i + best] == w_end) {
+    if (Load32(win + i + best - 3) == w_end) {
       int n = MatchLen(win + i, win + pos, look);
       if (n > best && (n > kMinMatch || pos - i <= 4096)) {
         best = n;
         *offset = pos - i;
         found = true;
         if (n >= nice) break;
-        w_end = win[pos + n];
+        w_end = Load32(win + pos + n - 3);
       }
     }
     if (i == min_index) break;  // its chain slot now belongs to pos
@@ -706,10 +734,10 @@ bool Compressor::FindMatch(int pos, int prev_head, int lookahead, int* length, i
   return found;
 }
 
+template <bool kLazy>
 void Compressor::Deflate() {
   if (window_end_ - index_ < kMinMatch + kMaxMatch && !sync_) return;
   max_insert_index_ = window_end_ - (kMinMatch - 1);
-  const bool lazy = p_.fast_skip == kSkipNever;
   for (;;) {
     const int lookahead = window_end_ - index_;
     if (lookahead < kMinMatch + kMaxMatch) {
@@ -724,6 +752,10 @@ void Compressor::Deflate() {
       }
     }
     if (index_ < max_insert_index_) {
+      // The hash table is larger than L2: fetch the next position's bucket now.
+      if (index_ + 1 < max_insert_index_) {
+        __builtin_prefetch(&hash_head_[Hash4(&window_[index_ + 1])]);
+      }
       chain_head_ = int(hash_head_[Hash4(&window_[index_])]);
       InsertHash(index_);
     }
@@ -732,25 +764,25 @@ void Compressor::Deflate() {
     offset_ = 0;
     const int min_index = std::max(index_ - kWindowSize, 0);
     const bool search =
-        lazy ? lookahead > prev_length && prev_length < p_.lazy : lookahead > kMinMatch - 1;
+        kLazy ? lookahead > prev_length && prev_length < p_.lazy : lookahead > kMinMatch - 1;
     if (search && chain_head_ - hash_offset_ >= min_index) {
       FindMatch(index_, chain_head_ - hash_offset_, lookahead, &length_, &offset_);
     }
-    if (lazy ? prev_length >= kMinMatch && length_ <= prev_length : length_ >= kMinMatch) {
-      EmitMatch(prev_length, prev_offset);
+    if (kLazy ? prev_length >= kMinMatch && length_ <= prev_length : length_ >= kMinMatch) {
+      EmitMatch<kLazy>(prev_length, prev_offset);
     } else {
-      EmitLiteral();
+      EmitLiteral<kLazy>();
     }
   }
 }
 
 // Emits the match found at index_-1 (lazy) or index_ and moves past it,
 // hashing the positions it covers.
+template <bool kLazy>
 void Compressor::EmitMatch(int prev_length, int prev_offset) {
-  const bool lazy = p_.fast_skip == kSkipNever;
-  tokens_.push_back(lazy ? MatchToken(prev_length, prev_offset) : MatchToken(length_, offset_));
+  tokens_.push_back(kLazy ? MatchToken(prev_length, prev_offset) : MatchToken(length_, offset_));
   if (length_ <= p_.fast_skip) {
-    const int new_index = lazy ? index_ + prev_length - 1 : index_ + length_;
+    const int new_index = kLazy ? index_ + prev_length - 1 : index_ + length_;
     const int end = std::min(new_index, max_insert_index_);
     for (int pos = std::min(index_ + 1, max_insert_index_); pos < end; ++pos) InsertHash(pos);
     index_ = new_index;
@@ -762,15 +794,15 @@ void Compressor::EmitMatch(int prev_length, int prev_offset) {
   if (tokens_.size() == kMaxTokens) WriteBlock(index_);
 }
 
+template <bool kLazy>
 void Compressor::EmitLiteral() {
-  const bool lazy = p_.fast_skip == kSkipNever;
-  if (!lazy || byte_available_) {
-    const int i = lazy ? index_ - 1 : index_;
+  if (!kLazy || byte_available_) {
+    const int i = kLazy ? index_ - 1 : index_;
     tokens_.push_back(window_[i]);
     if (tokens_.size() == kMaxTokens) WriteBlock(i + 1);
   }
   ++index_;
-  if (lazy) byte_available_ = true;
+  if (kLazy) byte_available_ = true;
 }
 
 }  // namespace goflate_internal

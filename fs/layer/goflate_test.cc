@@ -564,6 +564,41 @@ TEST(GoFlate, WriteSizesDoNotChangeOutput) {
   }
 }
 
+// Some of the rules in goflate.cc, checked on Go's own stream: keeps the
+// documentation honest if the oracle ever changes.
+TEST(GoFlate, ObservedRulesHoldInGoOutput) {
+  REQUIRE_ORACLE();
+  std::string data = Text(2 << 20, 21);
+  std::string gz = Oracle::Get().Gzip(data, 6);
+  std::vector<Block> blocks;
+  std::string out;
+  ASSERT_TRUE(ParseDeflate(std::string_view(gz).substr(10, gz.size() - 18), &blocks, &out));
+  EXPECT_EQ(out, data);
+  ASSERT_GE(blocks.size(), 3u);
+  for (size_t i = 0; i + 2 < blocks.size(); ++i) {
+    EXPECT_EQ(blocks[i].tokens.size(), 16384u) << "block " << i;
+  }
+  EXPECT_FALSE(blocks[blocks.size() - 2].final);
+  EXPECT_TRUE(blocks.back().final && blocks.back().type == 0 && blocks.back().stored_len == 0);
+  for (const Block& b : blocks) {
+    for (const Token& t : b.tokens) {
+      if (t.dist == 0) continue;
+      EXPECT_GE(t.lit_or_len, 4);
+      if (t.lit_or_len == 4) {
+        EXPECT_LE(t.dist, 4096);
+      }
+    }
+  }
+}
+
+TEST(GoFlate, FirstDifferenceNamesTheToken) {
+  std::string data = Text(100000, 3);
+  auto a = GoDeflate(data, 4), b = GoDeflate(data, 9);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_NE(FirstDifference(*a, *b).find("token"), std::string::npos) << FirstDifference(*a, *b);
+  EXPECT_EQ(FirstDifference(*a, "junk"), "goflate's stream does not parse");
+}
+
 TEST(GoFlate, OutputInflatesWithZlib) {
   std::string data = Mixed(300000, 17);
   for (int level : {-2, 0, 4, 6, 9}) {
