@@ -1,46 +1,52 @@
 // A DEFLATE encoder that reproduces Go 1.19 compress/flate bit for bit.
 //
-// Written from RFC 1951 and from Go's observed output only (token streams,
-// block boundaries and code lengths dumped by goflate_test.cc and compared on
-// many inputs); Go's source was not consulted. The rules, as observed:
+// Written from RFC 1951 and from Go's observed output; Go's source was not
+// consulted. Starting hypotheses were the usual zlib-style design (hash chains,
+// lazy matching, zlib's per-level table); each rule below was kept because Go's
+// output agreed on every test input (goflate_test.cc: byte equality, and a
+// DEFLATE parser that names the first differing block, code length or token).
+// [c] = confirmed: changing the rule makes some real input differ from Go.
+// [a] = agrees with all inputs, but none tried tells it from the alternative.
 //
 // Match finding (levels 2-9)
-//  - 64 KiB window buffer; data is processed while at least 262 bytes
-//    (min match 4 + max match 258) lie ahead, all of it at Close. When the
-//    position reaches 65536-262 the upper 32 KiB slides down by 32 KiB; right
-//    after a slide, matches reach back only to the start of the buffer.
-//  - Candidates: hash chains of 4-byte prefixes, 17-bit multiplicative hash
-//    (0x1e35a7bd). At most `chain` candidates, nearest first, back 32768 bytes.
-//    A candidate is taken only if it is strictly longer than the best so far;
-//    the search stops at `nice`. Matches are at least 4 bytes, and a 4-byte
-//    match is taken only within 4096 bytes. The `good` parameter has no effect.
-//  - Levels 4-9 match lazily: the match at p is emitted if the one at p+1 is
-//    not longer; no search at p+1 if the match at p is >= `lazy`. Levels 2-3
-//    emit at once and skip hashing inside matches longer than 5 (2) / 6 (3).
-//    (good, lazy, nice, chain): 4: 4,4,16,16  5: 8,16,32,32  6: 8,16,128,128
-//    7: 8,32,128,256  8: 32,128,258,1024  9: 32,258,258,4096
-//    2: 4,-,16,8  3: 4,-,32,32.
+//  - [c] Minimum match 4, maximum 258; a 4-byte match only within 4096 bytes.
+//  - [c] Candidates from hash chains of 4-byte prefixes: 17-bit multiplicative
+//    hash (big-endian 32-bit read * 0x1e35a7bd, top 17 bits), newest first, at
+//    most `chain` candidates, back at most 32768 bytes; a candidate wins only if
+//    strictly longer; stop at `nice`. zlib's `good` (shorter chains after a
+//    good match) does not exist: applying it changes the output.
+//  - [c] Levels 4-9 match lazily: the match at p is emitted if the one at p+1
+//    is not longer; no search at p+1 if the match at p is >= `lazy`. Levels 2-3
+//    emit at once and do not hash the inside of matches longer than 5 / 6.
+//    (lazy, nice, chain): 4: 4,16,16  5: 16,32,32  6: 16,128,128
+//    7: 32,128,256  8: 128,258,1024  9: 258,258,4096;  (nice, chain) 2: 16,8
+//    3: 32,32.
+//  - [a] A 64 KiB buffer; input is processed while >= 262 bytes lie ahead (all
+//    of it at Close); when the position reaches 65536-262 the upper half slides
+//    down 32 KiB, and right after a slide matches reach back only to the start
+//    of the buffer. The way input is split into writes does not change Go's
+//    output [c: 1-byte, 32 KiB, random splits on 144 MB].
 // Blocks
-//  - A block ends after 16384 tokens (the last block may hold one more); the
-//    rest goes out at Close as a non-final block, followed by an empty final
-//    stored block (01 00 00 ff ff) even for empty input.
-//  - Block type: sizes in bits, fixed = 3 + codes + extra bits; dynamic adds
-//    the header (3+5+5+4 + 3 per code-length code + coded lengths + repeat
-//    extras); stored = (bytes + 5) * 8, considered only for blocks of at most
-//    65535 input bytes still in the window. Dynamic wins only if strictly
-//    smaller than fixed, stored only if strictly smaller than both.
-//  - Huffman lengths: optimal length-limited codes (package-merge; limit 15,
-//    7 for the code-length code), symbols ordered by (frequency, symbol), a
-//    package sorts before a leaf of equal weight. One or two used symbols get
-//    length 1. No used distance: distance code 0 gets frequency 1. HLIT/HDIST
-//    are trimmed to the last used symbol, HCLEN to >= 4.
-//  - Code lengths are run-length coded over the concatenated lit+dist lengths:
-//    a nonzero length is sent once, then 16s (runs of up to 6) while >= 3
-//    repeats remain; zeros use 18 (11-138) while >= 11 remain, then one 17
-//    (3-10), leftovers sent literally.
-// Level 0: stored blocks of 65535 bytes. Level -2 (Huffman only): one dynamic
-// block of literals per 65535 input bytes, HLIT fixed at 257 and one distance
-// code, stored instead when stored size < dynamic size * 17/16.
+//  - [c] A block ends after 16384 tokens (the last one may hold one more);
+//    the rest goes out at Close as a non-final block, then an empty final
+//    stored block (01 00 00 ff ff), even for empty input.
+//  - Block type by size in bits: fixed = 3 + codes + extra bits; dynamic = the
+//    same with its header (3+5+5+4, 3 per code-length code, coded lengths and
+//    16/17/18 extras); stored = (bytes + 5) * 8, only for blocks of <= 65535
+//    input bytes still in the buffer [c for random data]. [a] Dynamic only if
+//    strictly smaller than fixed; stored only if strictly smaller than both.
+//  - [c] Huffman lengths: optimal length-limited codes (package-merge; limit
+//    15, 7 for the code-length code); symbols ordered by (frequency, symbol);
+//    a package sorts before a leaf of equal weight. One or two used symbols get
+//    length 1. No match in a block: distance code 0 gets frequency 1. HLIT and
+//    HDIST trimmed to the last used symbol, HCLEN to >= 4 codes.
+//  - [c] Code lengths are run-length coded over lit+dist lengths together: a
+//    nonzero length is sent once, then 16s (up to 6) while >= 3 repeats remain;
+//    zeros use 18s (11-138) while >= 11 remain, then one 17 (3-10); leftovers
+//    are sent literally.
+// Level 0: stored blocks of 65535 bytes. Level -2 (Huffman only): one block
+// of literals per 65535 input bytes, HLIT always 257, one distance code;
+// stored instead when the stored size < dynamic size * 17/16.
 #include "goflate.h"
 
 #include <zlib.h>
@@ -503,28 +509,31 @@ void BlockWriter::WriteBlockHuff(const uint8_t* input, int n, bool eof) {
 // ---------------------------------------------------------------------------
 // The compressor: window, hash chains, match finding, block cutting.
 
+// Per-level search effort (see the table at the top). fast_skip: levels 2-3
+// match greedily and do not hash the inside of longer matches; kSkipNever
+// marks the lazy levels 4-9.
 struct LevelParams {
-  int good, lazy, nice, chain, fast_skip;
+  int lazy, nice, chain, fast_skip;
 };
 
 LevelParams ParamsFor(int level) {
   switch (level) {
     case 2:
-      return {4, 0, 16, 8, 5};
+      return {0, 16, 8, 5};
     case 3:
-      return {4, 0, 32, 32, 6};
+      return {0, 32, 32, 6};
     case 4:
-      return {4, 4, 16, 16, kSkipNever};
+      return {4, 16, 16, kSkipNever};
     case 5:
-      return {8, 16, 32, 32, kSkipNever};
+      return {16, 32, 32, kSkipNever};
     case 7:
-      return {8, 32, 128, 256, kSkipNever};
+      return {32, 128, 256, kSkipNever};
     case 8:
-      return {32, 128, 258, 1024, kSkipNever};
+      return {128, 258, 1024, kSkipNever};
     case 9:
-      return {32, 258, 258, 4096, kSkipNever};
+      return {258, 258, 4096, kSkipNever};
     default:
-      return {8, 16, 128, 128, kSkipNever};  // 6 and -1
+      return {16, 128, 128, kSkipNever};  // 6 and -1
   }
 }
 
