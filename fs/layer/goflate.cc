@@ -1,10 +1,11 @@
 // A DEFLATE encoder that reproduces Go 1.19 compress/flate bit for bit.
 //
 // Written from RFC 1951 and from Go's observed output; Go's source was not
-// consulted. Starting hypotheses were the usual zlib-style design (hash chains,
-// lazy matching, zlib's per-level table); each rule below was kept because Go's
-// output agreed on every test input (goflate_test.cc: byte equality, and a
-// DEFLATE parser that names the first differing block, code length or token).
+// read. Starting hypotheses came from the usual zlib-style design (hash
+// chains, lazy matching, zlib's per-level table) and general familiarity with
+// Go's encoder; each rule below was kept because Go's output agreed on every
+// test input (goflate_test.cc: byte equality, and a DEFLATE parser that names
+// the first differing block, code length or token).
 // [c] = confirmed: changing the rule makes some real input differ from Go.
 // [a] = agrees with all inputs, but none tried tells it from the alternative.
 //
