@@ -136,9 +136,12 @@ inline uint32_t Hash4(const uint8_t* b) {
 // ---------------------------------------------------------------------------
 // Huffman code construction.
 
+// 288 entries: the fixed literal code defines 286 and 287 too, and they take
+// part in its canonical numbering.
+constexpr int kNumFixedLit = 288;
 struct HuffCode {
-  uint16_t code[kNumLit];  // bit-reversed, ready for an LSB-first writer
-  uint8_t len[kNumLit];
+  uint16_t code[kNumFixedLit];  // bit-reversed, ready for an LSB-first writer
+  uint8_t len[kNumFixedLit];
 };
 
 // Optimal code lengths limited to max_bits by package-merge. Ties are broken the
@@ -222,8 +225,8 @@ int BitLength(const HuffCode& h, const uint32_t* freq, int n) {
 const HuffCode& FixedLit() {
   static const HuffCode h = [] {
     HuffCode f{};
-    for (int s = 0; s < kNumLit; ++s) f.len[s] = s < 144 ? 8 : s < 256 ? 9 : s < 280 ? 7 : 8;
-    AssignCodes(f.len, kNumLit, f.code);
+    for (int s = 0; s < kNumFixedLit; ++s) f.len[s] = s < 144 ? 8 : s < 256 ? 9 : s < 280 ? 7 : 8;
+    AssignCodes(f.len, kNumFixedLit, f.code);
     return f;
   }();
   return h;

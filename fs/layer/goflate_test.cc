@@ -491,6 +491,10 @@ TEST(GoFlate, EmptyAndTinyInputs) {
     ExpectSameAsGo(Text(n, n), 6, "text");
     ExpectSameAsGo(std::string(n, 'x'), 6, "run");
   }
+  // Fixed-code blocks with literals 144-255 (9-bit codes).
+  std::string high;
+  for (int c = 255; c >= 120; c -= 3) high += char(c);
+  for (int level : {-2, 0, 2, 6, 9}) ExpectSameAsGo(high, level, "high literals");
 }
 
 TEST(GoFlate, SizesAroundBlockAndWindowBoundaries) {
@@ -534,6 +538,37 @@ TEST(GoFlate, MixedContentAllLevels) {
   REQUIRE_ORACLE();
   std::string data = Mixed(1 << 20, 5);
   for (int level : {-2, -1, 0, 2, 3, 4, 5, 6, 7, 8, 9}) ExpectSameAsGo(data, level, "mixed");
+}
+
+// Many small cases with random generator, size and level: the cheap way to
+// reach rare paths (tiny blocks, 16384-token boundaries, stored/fixed ties).
+TEST(GoFlate, RandomizedCases) {
+  REQUIRE_ORACLE();
+  static const int kLevels[] = {-2, -1, 0, 2, 3, 4, 5, 6, 7, 8, 9};
+  std::mt19937_64 rng(99);
+  for (int i = 0; i < 80; ++i) {
+    size_t n = rng() % 3 == 0 ? rng() % 3000 : rng() % 200000;
+    uint64_t seed = rng();
+    std::string data;
+    switch (rng() % 4) {
+      case 0:
+        data = Text(n, seed);
+        break;
+      case 1:
+        data = Runs(n, seed);
+        break;
+      case 2:
+        data = Mixed(n, seed);
+        break;
+      default:
+        data = RandomBytes(n, seed);
+    }
+    ExpectSameAsGo(data, kLevels[rng() % 11], "case " + std::to_string(i));
+  }
+  for (int level : kLevels) {
+    ExpectSameAsGo("", level, "empty");
+    ExpectSameAsGo("z", level, "one byte");
+  }
 }
 
 TEST(GoFlate, RealTarOfADirectoryTree) {
@@ -599,21 +634,26 @@ TEST(GoFlate, FirstDifferenceNamesTheToken) {
   EXPECT_EQ(FirstDifference(*a, "junk"), "goflate's stream does not parse");
 }
 
+// Needs no Go: every level's output inflates with zlib, from tiny fixed-code
+// blocks to large dynamic ones.
 TEST(GoFlate, OutputInflatesWithZlib) {
-  std::string data = Mixed(300000, 17);
-  for (int level : {-2, 0, 4, 6, 9}) {
-    std::string gz = Mine(data, level);
-    std::string out(data.size() + 1, '\0');
-    z_stream zs{};
-    ASSERT_EQ(inflateInit2(&zs, 16 + MAX_WBITS), Z_OK);
-    zs.next_in = reinterpret_cast<Bytef*>(gz.data());
-    zs.avail_in = uInt(gz.size());
-    zs.next_out = reinterpret_cast<Bytef*>(out.data());
-    zs.avail_out = uInt(out.size());
-    EXPECT_EQ(inflate(&zs, Z_FINISH), Z_STREAM_END) << "level " << level;
-    out.resize(zs.total_out);
-    inflateEnd(&zs);
-    EXPECT_EQ(out, data) << "level " << level;
+  const std::string inputs[] = {Mixed(300000, 17), "\xff\xfe\x90\x91 abc \xff\xff", Text(50, 1),
+                                ""};
+  for (const std::string& data : inputs) {
+    for (int level : {-2, 0, 2, 4, 6, 9}) {
+      std::string gz = Mine(data, level);
+      std::string out(data.size() + 1, '\0');
+      z_stream zs{};
+      ASSERT_EQ(inflateInit2(&zs, 16 + MAX_WBITS), Z_OK);
+      zs.next_in = reinterpret_cast<Bytef*>(gz.data());
+      zs.avail_in = uInt(gz.size());
+      zs.next_out = reinterpret_cast<Bytef*>(out.data());
+      zs.avail_out = uInt(out.size());
+      EXPECT_EQ(inflate(&zs, Z_FINISH), Z_STREAM_END) << "level " << level;
+      out.resize(zs.total_out);
+      inflateEnd(&zs);
+      EXPECT_EQ(out, data) << "level " << level << ", " << data.size() << " bytes";
+    }
   }
 }
 
