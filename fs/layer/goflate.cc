@@ -633,7 +633,7 @@ Status Compressor::Write(const uint8_t* data, size_t size) {
 }
 
 Status Compressor::Close() {
-  if (closed_) return err_;
+  if (closed_) return err_.ok() ? Status::FailedPrecondition("goflate: close after close") : err_;
   closed_ = true;
   if (!err_.ok()) return err_;
   sync_ = true;

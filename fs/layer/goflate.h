@@ -49,7 +49,8 @@ class GoFlateWriter {
 
   chunkstore::Status Write(const uint8_t* data, size_t size);
   // Compresses what is buffered, ends the stream (Go ends it with an empty final
-  // stored block) and flushes it to the sink. Write after Close fails.
+  // stored block) and flushes it to the sink. Write or Close after Close fail
+  // (FailedPrecondition, or the sink's error if it failed).
   chunkstore::Status Close();
 
  private:
@@ -64,6 +65,8 @@ class GoGzipWriter {
   // REQUIRES: GoFlateWriter::IsSupportedLevel(level).
   GoGzipWriter(int level, ByteSink sink);
   chunkstore::Status Write(const uint8_t* data, size_t size);
+  // Writes the rest of the stream and the trailer. Write or Close after Close
+  // fail with FailedPrecondition and write nothing.
   chunkstore::Status Close();
 
  private:

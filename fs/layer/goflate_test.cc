@@ -688,6 +688,22 @@ TEST(GoFlate, SinkErrorStopsTheWriter) {
   EXPECT_EQ(calls, 1);
 }
 
+TEST(GoFlate, WriteAfterCloseFails) {
+  std::string out;
+  GoGzipWriter w(6, [&out](const uint8_t* p, size_t n) {
+    out.append(reinterpret_cast<const char*>(p), n);
+    return Status::OK();
+  });
+  ASSERT_TRUE(w.Write(reinterpret_cast<const uint8_t*>("abc"), 3).ok());
+  ASSERT_TRUE(w.Close().ok());
+  const std::string closed = out;
+  EXPECT_EQ(w.Write(reinterpret_cast<const uint8_t*>("d"), 1).code(),
+            chunkstore::Code::kFailedPrecondition);
+  EXPECT_EQ(w.Close().code(), chunkstore::Code::kFailedPrecondition);
+  EXPECT_EQ(out, closed);
+  EXPECT_EQ(out, *GoGzip("abc", 6));
+}
+
 // GOFLATE_COMPARE_FILES="path[:level] ...": compare goflate with Go on real files.
 TEST(GoFlate, FilesFromEnvironment) {
   const char* files = getenv("GOFLATE_COMPARE_FILES");
