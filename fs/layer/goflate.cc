@@ -22,10 +22,11 @@
 //    (lazy, nice, chain): 4: 4,16,16  5: 16,32,32  6: 16,128,128
 //    7: 32,128,256  8: 128,258,1024  9: 258,258,4096;  (nice, chain) 2: 16,8
 //    3: 32,32.
-//  - [a] A 64 KiB buffer; input is processed while >= 262 bytes lie ahead (all
+//  - [c] A 64 KiB buffer; input is processed while >= 262 bytes lie ahead (all
 //    of it at Close); when the position reaches 65536-262 the upper half slides
 //    down 32 KiB, and right after a slide matches reach back only to the start
-//    of the buffer. The way input is split into writes does not change Go's
+//    of the buffer (random data repeated with period 32768: Go emits ~260
+//    literals after each slide). The way input is split into writes does not change Go's
 //    output [c: 1-byte, 32 KiB, random splits on 144 MB].
 // Blocks
 //  - [c] A block ends after 16384 tokens (the last one may hold one more);

@@ -503,6 +503,10 @@ TEST(GoFlate, SizesAroundBlockAndWindowBoundaries) {
     ExpectSameAsGo(Text(n, n), 6, "text");
     ExpectSameAsGo(RandomBytes(n, n), 6, "random");
   }
+  // Matches at exactly 32768 bytes are lost for a while after each slide.
+  std::string period = RandomBytes(32768, 1);
+  for (int i = 0; i < 3; ++i) period += period;
+  ExpectSameAsGo(period, 6, "random data with period 32768");
 }
 
 TEST(GoFlate, RandomDataGoesStored) {
