@@ -6,8 +6,7 @@
 // Go's encoder; each rule below was kept because Go's output agreed on every
 // test input (goflate_test.cc: byte equality, and a DEFLATE parser that names
 // the first differing block, code length or token).
-// [c] = confirmed: changing the rule makes some real input differ from Go.
-// [a] = agrees with all inputs, but none tried tells it from the alternative.
+// [c] = confirmed: changing the rule makes some input differ from Go.
 //
 // Match finding (levels 2-9)
 //  - [c] Minimum match 4, maximum 258; a 4-byte match only within 4096 bytes.
@@ -35,8 +34,9 @@
 //  - Block type by size in bits: fixed = 3 + codes + extra bits; dynamic = the
 //    same with its header (3+5+5+4, 3 per code-length code, coded lengths and
 //    16/17/18 extras); stored = (bytes + 5) * 8, only for blocks of <= 65535
-//    input bytes still in the buffer [c for random data]. [a] Dynamic only if
-//    strictly smaller than fixed; stored only if strictly smaller than both.
+//    input bytes still in the buffer [c for random data]. [c] Dynamic only if
+//    strictly smaller than fixed; stored only if strictly smaller than both
+//    (tie inputs found by search, in goflate_test.cc).
 //  - [c] Huffman lengths: optimal length-limited codes (package-merge; limit
 //    15, 7 for the code-length code); symbols ordered by (frequency, symbol);
 //    a package sorts before a leaf of equal weight. One or two used symbols get

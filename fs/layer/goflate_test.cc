@@ -544,6 +544,28 @@ TEST(GoFlate, MixedContentAllLevels) {
   for (int level : {-2, -1, 0, 2, 3, 4, 5, 6, 7, 8, 9}) ExpectSameAsGo(data, level, "mixed");
 }
 
+std::string FromHex(std::string_view hex) {
+  std::string s;
+  for (size_t i = 0; i + 1 < hex.size(); i += 2)
+    s += char(std::stoi(std::string(hex.substr(i, 2)), nullptr, 16));
+  return s;
+}
+
+// Inputs found by search where the computed sizes tie: stored vs Huffman
+// (Go keeps Huffman) and dynamic vs fixed (Go keeps fixed).
+TEST(GoFlate, TiesBetweenBlockTypes) {
+  REQUIRE_ORACLE();
+  ExpectSameAsGo(
+      FromHex("3198aeaa20b22b8b7b9da90b0f9d706898380e020c29013f689fc38695beb9a7630c0ebda5"
+              "0c3a156d72801e9c97031a76040eb39f322c3e17661b94a3343c1b151638202b2ac96a1a04"
+              "0d96138982a52b8519"),
+      6, "stored/Huffman tie");
+  ExpectSameAsGo(
+      FromHex("8e8e02018d8e8d02638d620102636201018d8e62616163006263018e8e02018d8e8d02638d"
+              "620102636201018d8e6261616300626301"),
+      6, "dynamic/fixed tie");
+}
+
 // Many small cases with random generator, size and level: the cheap way to
 // reach rare paths (tiny blocks, 16384-token boundaries, stored/fixed ties).
 TEST(GoFlate, RandomizedCases) {
