@@ -1,0 +1,58 @@
+// Internal to identify.cc: a set of candidate encoders re-encoding one member
+// and compared with its compressed bytes (identify.h describes the method).
+#ifndef COFFERLAYER_CANDIDATES_H_
+#define COFFERLAYER_CANDIDATES_H_
+
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "encoders.h"
+
+namespace cofferlayer::internal {
+
+class MemberMatcher {
+ public:
+  // queue: the specs to try, best first; wave: how many run at once.
+  MemberMatcher(std::vector<EncoderSpec> queue, size_t wave);
+
+  void AddCompressed(std::string_view bytes);
+  void AddPlain(std::string_view bytes);
+  // End of the member: the first candidate that reproduced it, if any.
+  std::optional<EncoderSpec> Finish();
+  // For a failure report: the tried candidates and where each diverged.
+  const std::string& report() const { return report_; }
+
+ private:
+  struct Candidate {
+    EncoderSpec spec;
+    std::unique_ptr<Encoder> enc;
+    uint64_t matched = 0;  // compressed bytes confirmed equal
+    std::string pending;   // output not yet compared
+    bool dead = false;
+  };
+
+  void StartWaves();
+  void Feed(Candidate& c, std::string_view plain);
+  void Compare(Candidate& c, std::string out);
+  void Kill(Candidate& c, const std::string& why);
+  bool AnyAlive() const;
+  void Trim();
+
+  std::deque<EncoderSpec> queue_;
+  size_t wave_size_;
+  std::vector<Candidate> wave_;
+  std::string comp_;  // compressed bytes [comp_base_, comp_base_ + size)
+  uint64_t comp_base_ = 0, comp_total_ = 0;
+  std::string plain_;  // the member's plain prefix, while replay_ok_
+  uint64_t plain_total_ = 0;
+  bool replay_ok_ = true;
+  std::string report_;
+};
+
+}  // namespace cofferlayer::internal
+
+#endif  // COFFERLAYER_CANDIDATES_H_

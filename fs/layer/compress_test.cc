@@ -1,0 +1,302 @@
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "gzip.h"
+#include "identify.h"
+#include "layer_test_util.h"
+#include "recipe.h"
+#include "reconstruct.h"
+#include "zstd_layer.h"
+
+namespace cofferlayer {
+namespace {
+
+using testing::Quote;
+using testing::ReadAll;
+using testing::Shell;
+using testing::TempDir;
+using testing::WriteAll;
+
+// One tar of a random tree (~3 MiB), shared by the tests of this file.
+class LayerData : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir();
+    std::string src = *dir_ / "src";
+    Shell("mkdir " + Quote(src));
+    testing::MakeRandomTree(src, 42, 60, 120000);
+    tar_path_ = *dir_ / "layer.tar";
+    Shell("tar --format=pax -cf " + Quote(tar_path_) + " -C " + Quote(src) + " .");
+    tar_ = new std::string(ReadAll(tar_path_));
+  }
+  static void TearDownTestSuite() {
+    delete tar_;
+    delete dir_;
+  }
+  // Runs `cmd` with the tar on stdin ({} = the tar's path) and returns stdout.
+  static std::string Compress(const std::string& cmd) {
+    std::string c = cmd;
+    if (auto p = c.find("{}"); p != std::string::npos) c.replace(p, 2, Quote(tar_path_));
+    return Shell(c + " < " + Quote(tar_path_));
+  }
+  static TempDir* dir_;
+  static std::string tar_path_;
+  static std::string* tar_;
+};
+TempDir* LayerData::dir_ = nullptr;
+std::string LayerData::tar_path_;
+std::string* LayerData::tar_ = nullptr;
+
+// Analyzes blob, checks the decoded stream is the tar, and when a recipe was
+// found checks it through a serialization round trip and a verified rebuild.
+Analysis AnalyzeAndRebuild(const std::string& blob, const std::string& tar) {
+  std::string plain;
+  auto a = AnalyzeLayer(blob, [&](std::string_view b) {
+    plain.append(b);
+    return Status::OK();
+  });
+  EXPECT_TRUE(a.ok()) << a.status().ToString();
+  if (!a.ok()) return {};
+  EXPECT_TRUE(plain == tar) << "decoded stream differs from the tar";
+  if (!a->recipe) return *a;
+  std::string enc = a->recipe->Encode();
+  auto rec = LayerRecipe::Decode(enc);
+  EXPECT_TRUE(rec.ok()) << rec.status().ToString();
+  EXPECT_TRUE(*rec == *a->recipe);
+  std::string out;
+  VerifyingReconstructor vr(*rec, Sha256Digest(blob), [&](std::string_view b) {
+    out.append(b);
+    return Status::OK();
+  });
+  std::mt19937_64 rng(blob.size());
+  for (size_t off = 0; off < tar.size();) {
+    size_t n = std::min<size_t>(tar.size() - off, rng() % 200000 + 1);
+    EXPECT_TRUE(vr.Feed(std::string_view(tar).substr(off, n)).ok());
+    off += n;
+  }
+  Status s = vr.Finish();
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  EXPECT_TRUE(out == blob);
+  return *a;
+}
+
+struct EncoderCase {
+  std::string name;
+  std::string cmd;  // reads the tar on stdin, writes the compressed layer
+  bool reproduced;  // the measured outcome this test pins
+};
+
+class ReproduceTest : public LayerData, public ::testing::WithParamInterface<EncoderCase> {};
+
+TEST_P(ReproduceTest, Outcome) {
+  std::string blob = Compress(GetParam().cmd);
+  ASSERT_GT(blob.size(), 100u);
+  Analysis a = AnalyzeAndRebuild(blob, *tar_);
+  EXPECT_EQ(a.recipe.has_value(), GetParam().reproduced) << a.why_not;
+  if (a.recipe) {
+    std::cout << "  " << GetParam().name << ": " << a.recipe->members[0].encoder.ToString()
+              << ", recipe " << a.recipe->Encode().size() << " bytes\n";
+  } else {
+    std::cout << "  " << GetParam().name << ": not reproduced: " << a.why_not.substr(0, 200)
+              << "\n";
+  }
+}
+
+std::vector<EncoderCase> Cases() {
+  std::vector<EncoderCase> v;
+  for (int l = 1; l <= 9; ++l) {
+    std::string L = std::to_string(l);
+    v.push_back({"gzip" + L, "gzip -n -" + L, false});
+    v.push_back({"pigz" + L, "pigz -" + L, true});
+    v.push_back({"pyzlib" + L,
+                 "python3 -c 'import gzip,sys; sys.stdout.buffer.write(gzip.compress("
+                 "sys.stdin.buffer.read()," +
+                     L + ",mtime=0))'",
+                 true});
+    v.push_back({"zlibwrap" + L,
+                 "python3 -c 'import zlib,sys; c=zlib.compressobj(" + L +
+                     ",8,31); sys.stdout.buffer.write(c.compress(sys.stdin.buffer.read())+"
+                     "c.flush())'",
+                 true});
+  }
+  v.push_back({"pigz6_p1", "pigz -6 -p 1", true});
+  v.push_back({"pigz6_b64", "pigz -6 -b 64", false});
+  v.push_back({"pigz6_indep", "pigz -6 -i", false});
+  v.push_back({"gzip_name", "gzip -6 -c {}", false});
+  for (int l = 1; l <= 19; ++l) {
+    std::string L = std::to_string(l);
+    v.push_back({"zstd" + L, "zstd -q -c -" + L + " {}", true});
+    v.push_back({"zstdstdin" + L, "zstd -q -c -" + L, true});
+  }
+  v.push_back({"zstd_nocheck", "zstd -q -c --no-check -3", true});
+  v.push_back({"zstd_T2", "zstd -q -c -T2 -3", true});
+  v.push_back({"zstd_single", "zstd -q -c --single-thread -3", true});
+  v.push_back({"zstd_long", "zstd -q -c --long=27 -3", false});
+  return v;
+}
+
+INSTANTIATE_TEST_SUITE_P(Encoders, ReproduceTest, ::testing::ValuesIn(Cases()),
+                         [](const auto& info) { return info.param.name; });
+
+TEST_F(LayerData, MultiMemberAndTrailingBytes) {
+  std::string half1 = tar_->substr(0, tar_->size() / 2), half2 = tar_->substr(tar_->size() / 2);
+  WriteAll(*dir_ / "h1", half1);
+  WriteAll(*dir_ / "h2", half2);
+  std::string blob = Shell("pigz -6 -c " + Quote(*dir_ / "h1")) +
+                     Shell("gzip -n -c " + Quote(*dir_ / "h2")) + std::string(1000, '\0');
+  Analysis a = AnalyzeAndRebuild(blob, *tar_);
+  EXPECT_FALSE(a.recipe.has_value());  // gzip(1) made the second member
+  EXPECT_NE(a.why_not.find("member 1"), std::string::npos) << a.why_not;
+  blob = Shell("pigz -6 -c " + Quote(*dir_ / "h1")) + Shell("pigz -9 -c " + Quote(*dir_ / "h2")) +
+         std::string(1000, '\0');
+  a = AnalyzeAndRebuild(blob, *tar_);
+  ASSERT_TRUE(a.recipe.has_value()) << a.why_not;
+  EXPECT_EQ(a.recipe->members.size(), 2u);
+  EXPECT_EQ(a.recipe->tail, std::string(1000, '\0'));
+  EXPECT_EQ(a.recipe->members[1].encoder.level, 9);
+}
+
+TEST_F(LayerData, VerifierCatchesWrongRecipeAndWrongInput) {
+  std::string blob = Compress("pigz -6");
+  auto a = AnalyzeLayer(blob);
+  ASSERT_TRUE(a.ok() && a->recipe);
+  const std::string digest = Sha256Digest(blob);
+  auto run = [&](const LayerRecipe& r, std::string_view plain) {
+    VerifyingReconstructor vr(r, digest, nullptr);
+    Status s = vr.Feed(plain);
+    return s.ok() ? vr.Finish() : s;
+  };
+  EXPECT_TRUE(run(*a->recipe, *tar_).ok());
+  // A recipe naming another level.
+  LayerRecipe wrong = *a->recipe;
+  wrong.members[0].encoder.level = 5;
+  Status s = run(wrong, *tar_);
+  EXPECT_TRUE(s.IsCorruption());
+  EXPECT_NE(s.message().find(digest), std::string::npos) << s.message();
+  // A header byte flipped (the recipe still decodes: we change it in memory).
+  wrong = *a->recipe;
+  wrong.members[0].header[4] ^= 1;
+  EXPECT_TRUE(run(wrong, *tar_).IsCorruption());
+  // Wrong uncompressed input: one byte changed, one byte missing, one extra.
+  std::string bad = *tar_;
+  bad[bad.size() / 2] ^= 0x20;
+  s = run(*a->recipe, bad);
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find(digest), std::string::npos) << s.message();
+  EXPECT_FALSE(run(*a->recipe, std::string_view(*tar_).substr(1)).ok());
+  EXPECT_FALSE(run(*a->recipe, *tar_ + "x").ok());
+  // The serialized recipe: any flipped byte is refused.
+  std::string enc = a->recipe->Encode();
+  for (size_t i = 0; i < enc.size(); ++i) {
+    std::string e = enc;
+    e[i] ^= 0x40;
+    EXPECT_FALSE(LayerRecipe::Decode(e).ok()) << "byte " << i;
+  }
+  EXPECT_FALSE(LayerRecipe::Decode(enc.substr(0, enc.size() - 1)).ok());
+}
+
+TEST(RecipeTest, ExactEncoding) {
+  LayerRecipe r;
+  r.compression = LayerCompression::kGzip;
+  MemberRecipe m;
+  m.header = std::string("\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03", 10);
+  m.encoder.id = EncoderId::kPigz;
+  m.encoder.level = 6;
+  m.encoder.block_size = 131072;
+  m.plain_size = 300;
+  m.trailer = "ABCDEFGH";
+  r.members.push_back(m);
+  r.tail = "zz";
+  std::string e = r.Encode();
+  static const char kWant[] =
+      "CLRC\x01\x01\x01\x0a\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03"
+      "\x02\x0c\x0f\x08\x00\x80\x80\x08\x00\x00\xac\x02\x08"
+      "ABCDEFGH\x02zz";
+  std::string want(kWant, sizeof kWant - 1);
+  ASSERT_EQ(e.size(), want.size() + 4);
+  EXPECT_EQ(e.substr(0, want.size()), want);
+  auto d = LayerRecipe::Decode(e);
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_TRUE(*d == r);
+}
+
+TEST(GzipHeaderTest, AllFields) {
+  std::string h("\x1f\x8b\x08\x1e\x01\x02\x03\x04\x02\x03", 10);
+  h += std::string("\x03\x00xyz", 5);
+  h += std::string("name\0comment\0", 13);
+  uint32_t crc = 0;
+  {
+    // FHCRC: low 16 bits of the CRC-32 of the header so far.
+    auto a = ParseGzipHeader(h + std::string(2, '\0'));
+    EXPECT_FALSE(a.ok());  // wrong CRC16
+    std::string py = Shell("python3 -c 'import zlib,sys; print(zlib.crc32(bytes.fromhex(\"" + [&] {
+      std::string x;
+      for (unsigned char c : h) {
+        char b[3];
+        snprintf(b, sizeof b, "%02x", c);
+        x += b;
+      }
+      return x;
+    }() + "\")))'");
+    crc = static_cast<uint32_t>(std::stoul(py));
+  }
+  h += static_cast<char>(crc & 0xff);
+  h += static_cast<char>((crc >> 8) & 0xff);
+  for (size_t cut = 0; cut < h.size(); ++cut) {
+    auto p = ParseGzipHeader(h.substr(0, cut));
+    ASSERT_TRUE(p.ok());
+    EXPECT_FALSE(p->has_value()) << cut;
+  }
+  auto p = ParseGzipHeader(h + "rest");
+  ASSERT_TRUE(p.ok() && p->has_value()) << p.status().ToString();
+  EXPECT_EQ((*p)->length, h.size());
+  EXPECT_EQ((*p)->mtime, 0x04030201u);
+  EXPECT_EQ((*p)->xfl, 2);
+  EXPECT_EQ((*p)->extra, "xyz");
+  EXPECT_EQ((*p)->name, "name");
+  EXPECT_EQ((*p)->comment, "comment");
+  EXPECT_FALSE(ParseGzipHeader(std::string("\x1f\x8b\x07\x00\x00\x00\x00\x00\x00\x03", 10)).ok());
+  EXPECT_FALSE(ParseGzipHeader(std::string("\x1f\x8b\x08\x20\x00\x00\x00\x00\x00\x03", 10)).ok());
+}
+
+TEST_F(LayerData, ZstdFrameHeaderAndDetection) {
+  std::string file = Compress("zstd -q -c -3 {}");
+  std::string pipe = Compress("zstd -q -c -3");
+  auto f = ParseZstdFrameHeader(file);
+  ASSERT_TRUE(f.ok() && f->has_value());
+  EXPECT_TRUE((*f)->has_content_size);
+  EXPECT_EQ((*f)->content_size, tar_->size());
+  EXPECT_TRUE((*f)->checksum);
+  auto p = ParseZstdFrameHeader(pipe);
+  ASSERT_TRUE(p.ok() && p->has_value());
+  EXPECT_FALSE((*p)->has_content_size);
+  EXPECT_GE((*p)->window_log, 10);
+  EXPECT_EQ(DetectCompression(file), LayerCompression::kZstd);
+  EXPECT_EQ(DetectCompression(Compress("gzip -c")), LayerCompression::kGzip);
+  EXPECT_EQ(DetectCompression(*tar_), LayerCompression::kTar);
+}
+
+TEST_F(LayerData, CorruptStreamsAreErrors) {
+  std::string gz = Compress("pigz -6");
+  std::string bad = gz;
+  bad[bad.size() - 6] ^= 1;  // the CRC-32 in the trailer
+  auto a = AnalyzeLayer(bad);
+  ASSERT_FALSE(a.ok());
+  EXPECT_NE(a.status().message().find("gzip member 0"), std::string::npos);
+  EXPECT_FALSE(AnalyzeLayer(gz.substr(0, gz.size() / 2)).ok());
+  std::string zs = Compress("zstd -q -c -3");
+  EXPECT_FALSE(AnalyzeLayer(zs.substr(0, zs.size() - 3)).ok());
+  // An uncompressed tar is passed through, with no recipe.
+  std::string plain;
+  auto t = AnalyzeLayer(*tar_, [&](std::string_view b) {
+    plain.append(b);
+    return Status::OK();
+  });
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(t->compression, LayerCompression::kTar);
+  EXPECT_TRUE(plain == *tar_);
+}
+
+}  // namespace
+}  // namespace cofferlayer

@@ -1,0 +1,65 @@
+// The encoders a layer recipe can name, behind one streaming interface. The
+// same factory serves identification (re-encode and compare) and
+// reconstruction, so a recipe that was verified once reproduces the same bytes.
+//
+//  kZlib  raw DEFLATE from zlib's deflate() with the given level, windowBits,
+//         memLevel and strategy, one stream, Z_NO_FLUSH then Z_FINISH.
+//  kPigz  pigz's layout driven through zlib: the input cut into block_size
+//         pieces, each compressed by a fresh deflate state primed with the
+//         previous 32 KiB as dictionary; a piece that is not the last ends with
+//         Z_BLOCK and is padded to a byte boundary (empty static blocks if an
+//         even number of bits is pending, an empty stored block if odd).
+//  kZstd  one zstd frame from libzstd at the given level with the frame
+//         parameters of the original (checksum, content size, window log),
+//         single-threaded or in ZSTDMT mode with one worker.
+#ifndef COFFERLAYER_ENCODERS_H_
+#define COFFERLAYER_ENCODERS_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "chunkstore/status.h"
+
+namespace cofferlayer {
+
+using chunkstore::Result;
+using chunkstore::Status;
+
+enum class EncoderId : uint8_t { kZlib = 1, kPigz = 2, kZstd = 3 };
+
+struct EncoderSpec {
+  EncoderId id = EncoderId::kZlib;
+  int32_t level = 6;
+  // kZlib/kPigz: zlib parameters (window_bits is the positive raw value).
+  uint8_t window_bits = 15, mem_level = 8, strategy = 0;
+  uint32_t block_size = 0;  // kPigz: input bytes per block
+  // kZstd: frame parameters. window_log 0 = libzstd's choice for the level.
+  bool checksum = false;
+  bool content_size = false;  // pledge the source size (it is then written)
+  uint8_t window_log = 0;
+  // kZstd: libzstd's multithreaded mode (ZSTDMT, what the zstd CLI uses: it
+  // cuts the input into jobs). Its output is the same for any worker count.
+  bool multithread = false;
+  uint64_t source_size = 0;  // the uncompressed size, pledged when content_size
+
+  bool operator==(const EncoderSpec&) const = default;
+  std::string ToString() const;  // "zlib level 6", "pigz level 6 block 131072", ...
+};
+
+// A streaming encoder: Write appends any output produced so far to *out.
+// Deterministic: the same input gives the same bytes however it is split.
+class Encoder {
+ public:
+  virtual ~Encoder() = default;
+  virtual Status Write(std::string_view in, std::string* out) = 0;
+  virtual Status Finish(std::string* out) = 0;
+};
+
+// InvalidArgument for parameters the library would refuse.
+Result<std::unique_ptr<Encoder>> NewEncoder(const EncoderSpec& spec);
+
+}  // namespace cofferlayer
+
+#endif  // COFFERLAYER_ENCODERS_H_

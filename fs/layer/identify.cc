@@ -1,0 +1,204 @@
+#include "identify.h"
+
+#include "candidates.h"
+#include "gzip.h"
+#include "zstd_layer.h"
+
+namespace cofferlayer {
+namespace {
+
+constexpr uint32_t kPigzBlock = 128 * 1024;
+constexpr size_t kDeflateWave = 4;
+constexpr size_t kZstdWave = 2;  // level 19 states are ~100 MiB each
+
+// Levels in the order to try: the hinted ones first, then the rest.
+std::vector<int> LevelOrder(std::vector<int> first, int lo, int hi) {
+  for (int l = lo; l <= hi; ++l) {
+    if (std::find(first.begin(), first.end(), l) == first.end()) first.push_back(l);
+  }
+  return first;
+}
+
+// zlib and pigz write XFL 2 only at level 9 and 4 only at level 1.
+std::vector<EncoderSpec> GzipCandidates(const GzipHeader& h) {
+  std::vector<int> hint = h.xfl == 2   ? std::vector<int>{9}
+                          : h.xfl == 4 ? std::vector<int>{1}
+                                       : std::vector<int>{6, 5, 7, 8, 4, 3, 2};
+  std::vector<EncoderSpec> out;
+  for (int level : LevelOrder(hint, 1, 9)) {
+    EncoderSpec z;
+    z.id = EncoderId::kZlib;
+    z.level = level;
+    out.push_back(z);
+    EncoderSpec p = z;
+    p.id = EncoderId::kPigz;
+    p.block_size = kPigzBlock;
+    out.push_back(p);
+  }
+  return out;
+}
+
+// The CLI's default level (3) first, and its multithreaded mode before the
+// single-threaded one; frame parameters as the header says.
+std::vector<EncoderSpec> ZstdCandidates(const ZstdFrameHeader& h) {
+  std::vector<EncoderSpec> out;
+  for (int level : LevelOrder({3}, 1, 19)) {
+    for (bool mt : {true, false}) {
+      EncoderSpec z;
+      z.id = EncoderId::kZstd;
+      z.level = level;
+      z.multithread = mt;
+      z.checksum = h.checksum;
+      z.content_size = h.has_content_size;
+      z.source_size = h.content_size;
+      out.push_back(z);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+class LayerAnalyzer::Impl : public DecodeSink {
+ public:
+  explicit Impl(PlainSink plain) : plain_(std::move(plain)) {}
+
+  Status Feed(std::string_view in) {
+    a_.compressed_bytes += in.size();
+    if (!decoder_ && !tar_) {
+      head_.append(in);
+      if (head_.size() < 4) return Status::OK();
+      RETURN_IF_ERROR(Start());
+      std::string h;
+      h.swap(head_);
+      return Route(h);
+    }
+    return Route(in);
+  }
+
+  Result<Analysis> Finish() {
+    if (!decoder_ && !tar_) {
+      RETURN_IF_ERROR(Start());
+      std::string h;
+      h.swap(head_);
+      RETURN_IF_ERROR(Route(h));
+    }
+    if (tar_) return a_;
+    RETURN_IF_ERROR(decoder_->Finish());
+    if (failed_) {
+      a_.recipe.reset();
+    } else {
+      recipe_.compression = a_.compression;
+      a_.recipe = std::move(recipe_);
+    }
+    return a_;
+  }
+
+  // DecodeSink
+  Status OnMemberBegin(std::string_view header) override {
+    member_ = MemberRecipe();
+    member_.header = std::string(header);
+    zhead_.clear();
+    matcher_.reset();
+    if (failed_) return Status::OK();
+    if (a_.compression == LayerCompression::kGzip) {
+      auto h = ParseGzipHeader(header);
+      if (!h.ok() || !h->has_value()) return Status::Corruption("gzip header vanished");
+      matcher_ = std::make_unique<internal::MemberMatcher>(GzipCandidates(**h), kDeflateWave);
+    }
+    return Status::OK();
+  }
+  Status OnCompressed(std::string_view b) override {
+    if (failed_) return Status::OK();
+    if (matcher_) {
+      matcher_->AddCompressed(b);
+      return Status::OK();
+    }
+    // zstd: the candidates depend on the frame header, which is in these bytes.
+    zhead_.append(b);
+    auto h = ParseZstdFrameHeader(zhead_);
+    if (!h.ok()) return h.status();
+    if (!h->has_value()) return Status::OK();
+    matcher_ = std::make_unique<internal::MemberMatcher>(ZstdCandidates(**h), kZstdWave);
+    matcher_->AddCompressed(zhead_);
+    zhead_.clear();
+    return Status::OK();
+  }
+  Status OnPlain(std::string_view b) override {
+    member_.plain_size += b.size();
+    a_.plain_bytes += b.size();
+    if (matcher_) matcher_->AddPlain(b);
+    return plain_ ? plain_(b) : Status::OK();
+  }
+  Status OnMemberEnd(std::string_view trailer) override {
+    member_.trailer = std::string(trailer);
+    size_t index = recipe_.members.size();
+    if (failed_) return Status::OK();
+    auto spec = matcher_ ? matcher_->Finish() : std::nullopt;
+    if (!spec) {
+      failed_ = true;
+      a_.why_not = std::string(CompressionName(a_.compression)) + " member " +
+                   std::to_string(index) + ": no encoder reproduces it (" +
+                   (matcher_ ? matcher_->report() : "no frame header") + ")";
+      return Status::OK();
+    }
+    if (spec->content_size) spec->source_size = member_.plain_size;
+    member_.encoder = *spec;
+    recipe_.members.push_back(std::move(member_));
+    matcher_.reset();
+    return Status::OK();
+  }
+  Status OnTail(std::string_view b) override {
+    if (recipe_.tail.size() + b.size() > kMaxTailBytes) {
+      if (!failed_) a_.why_not = "more than 1 MiB of bytes after the last member";
+      failed_ = true;
+      return Status::OK();
+    }
+    recipe_.tail.append(b);
+    return Status::OK();
+  }
+
+ private:
+  Status Start() {
+    a_.compression = DetectCompression(head_);
+    if (a_.compression == LayerCompression::kTar) {
+      tar_ = true;
+      a_.why_not = "not compressed";
+      return Status::OK();
+    }
+    ASSIGN_OR_RETURN(decoder_, NewDecoder(a_.compression, this));
+    return Status::OK();
+  }
+  Status Route(std::string_view in) {
+    if (tar_) {
+      a_.plain_bytes += in.size();
+      return plain_ && !in.empty() ? plain_(in) : Status::OK();
+    }
+    return decoder_->Feed(in);
+  }
+
+  PlainSink plain_;
+  Analysis a_;
+  std::string head_, zhead_;
+  bool tar_ = false, failed_ = false;
+  std::unique_ptr<Decoder> decoder_;
+  std::unique_ptr<internal::MemberMatcher> matcher_;
+  LayerRecipe recipe_;
+  MemberRecipe member_;
+};
+
+LayerAnalyzer::LayerAnalyzer(PlainSink plain) : impl_(std::make_unique<Impl>(std::move(plain))) {}
+LayerAnalyzer::~LayerAnalyzer() = default;
+Status LayerAnalyzer::Feed(std::string_view compressed) { return impl_->Feed(compressed); }
+Result<Analysis> LayerAnalyzer::Finish() { return impl_->Finish(); }
+
+Result<Analysis> AnalyzeLayer(std::string_view blob, const LayerAnalyzer::PlainSink& plain) {
+  LayerAnalyzer an(plain);
+  constexpr size_t kPiece = 1 << 20;
+  for (size_t off = 0; off < blob.size(); off += kPiece) {
+    RETURN_IF_ERROR(an.Feed(blob.substr(off, kPiece)));
+  }
+  return an.Finish();
+}
+
+}  // namespace cofferlayer

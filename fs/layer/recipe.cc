@@ -1,0 +1,159 @@
+#include "recipe.h"
+
+#include <zlib.h>
+
+namespace cofferlayer {
+namespace {
+
+constexpr std::string_view kMagic = "CLRC";
+
+void PutVarint(std::string* out, uint64_t v) {
+  while (v >= 0x80) {
+    out->push_back(static_cast<char>((v & 0x7f) | 0x80));
+    v >>= 7;
+  }
+  out->push_back(static_cast<char>(v));
+}
+
+void PutBytes(std::string* out, std::string_view b) {
+  PutVarint(out, b.size());
+  out->append(b);
+}
+
+uint64_t ZigZag(int64_t v) {
+  return (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63);
+}
+int64_t UnZigZag(uint64_t v) { return static_cast<int64_t>(v >> 1) ^ -static_cast<int64_t>(v & 1); }
+
+// Reads the fields in order; the first failure names the field and offset.
+class Reader {
+ public:
+  explicit Reader(std::string_view b) : b_(b) {}
+  bool ok() const { return ok_; }
+  size_t pos() const { return pos_; }
+  const std::string& failed_field() const { return field_; }
+
+  uint8_t U8(const char* field) {
+    if (!ok_ || pos_ >= b_.size()) return Fail(field), 0;
+    return static_cast<uint8_t>(b_[pos_++]);
+  }
+  uint64_t Varint(const char* field) {
+    uint64_t v = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+      if (!ok_ || pos_ >= b_.size()) return Fail(field), 0;
+      uint8_t c = static_cast<uint8_t>(b_[pos_++]);
+      v |= static_cast<uint64_t>(c & 0x7f) << shift;
+      if (!(c & 0x80)) {
+        // Canonical: no trailing zero group, no bits beyond 64.
+        if ((c == 0 && shift > 0) || (shift == 63 && c > 1)) return Fail(field), 0;
+        return v;
+      }
+    }
+    return Fail(field), 0;
+  }
+  std::string Bytes(const char* field) {
+    uint64_t n = Varint(field);
+    if (!ok_ || n > b_.size() - pos_) return Fail(field), std::string();
+    std::string s(b_.substr(pos_, n));
+    pos_ += n;
+    return s;
+  }
+
+ private:
+  void Fail(const char* field) {
+    if (ok_) field_ = field;
+    ok_ = false;
+  }
+  std::string_view b_;
+  size_t pos_ = 0;
+  bool ok_ = true;
+  std::string field_;
+};
+
+void EncodeMember(const MemberRecipe& m, std::string* out) {
+  const EncoderSpec& e = m.encoder;
+  PutBytes(out, m.header);
+  out->push_back(static_cast<char>(e.id));
+  PutVarint(out, ZigZag(e.level));
+  out->push_back(static_cast<char>(e.window_bits));
+  out->push_back(static_cast<char>(e.mem_level));
+  out->push_back(static_cast<char>(e.strategy));
+  PutVarint(out, e.block_size);
+  out->push_back(
+      static_cast<char>((e.checksum ? 1 : 0) | (e.content_size ? 2 : 0) | (e.multithread ? 4 : 0)));
+  out->push_back(static_cast<char>(e.window_log));
+  PutVarint(out, m.plain_size);
+  PutBytes(out, m.trailer);
+}
+
+MemberRecipe DecodeMember(Reader& r) {
+  MemberRecipe m;
+  EncoderSpec& e = m.encoder;
+  m.header = r.Bytes("header");
+  e.id = static_cast<EncoderId>(r.U8("encoder"));
+  e.level = static_cast<int32_t>(UnZigZag(r.Varint("level")));
+  e.window_bits = r.U8("window_bits");
+  e.mem_level = r.U8("mem_level");
+  e.strategy = r.U8("strategy");
+  e.block_size = static_cast<uint32_t>(r.Varint("block_size"));
+  uint8_t flags = r.U8("flags");
+  e.checksum = flags & 1;
+  e.content_size = flags & 2;
+  e.multithread = flags & 4;
+  e.window_log = r.U8("window_log");
+  m.plain_size = r.Varint("plain_size");
+  if (e.content_size) e.source_size = m.plain_size;
+  m.trailer = r.Bytes("trailer");
+  return m;
+}
+
+}  // namespace
+
+uint64_t LayerRecipe::PlainSize() const {
+  uint64_t n = 0;
+  for (const auto& m : members) n += m.plain_size;
+  return n;
+}
+
+std::string LayerRecipe::Encode() const {
+  std::string out(kMagic);
+  out.push_back(static_cast<char>(kRecipeVersion));
+  out.push_back(static_cast<char>(compression));
+  PutVarint(&out, members.size());
+  for (const auto& m : members) EncodeMember(m, &out);
+  PutBytes(&out, tail);
+  uint32_t crc =
+      crc32(0, reinterpret_cast<const Bytef*>(out.data()), static_cast<uInt>(out.size()));
+  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>(crc >> (8 * i)));
+  return out;
+}
+
+Result<LayerRecipe> LayerRecipe::Decode(std::string_view b) {
+  auto bad = [](const std::string& why) { return Status::Corruption("layer recipe: " + why); };
+  if (b.size() < kMagic.size() + 6 || b.substr(0, 4) != kMagic) return bad("bad magic");
+  std::string_view body = b.substr(0, b.size() - 4);
+  uint32_t crc =
+      crc32(0, reinterpret_cast<const Bytef*>(body.data()), static_cast<uInt>(body.size()));
+  uint32_t stored = 0;
+  for (int i = 0; i < 4; ++i)
+    stored |= static_cast<uint32_t>(static_cast<uint8_t>(b[body.size() + i])) << (8 * i);
+  if (crc != stored) return bad("CRC-32 mismatch");
+  Reader r(body.substr(4));
+  if (uint8_t v = r.U8("version"); v != kRecipeVersion) {
+    return bad("unsupported version " + std::to_string(v));
+  }
+  LayerRecipe rec;
+  uint8_t c = r.U8("compression");
+  if (c != 1 && c != 2) return bad("unknown compression " + std::to_string(c));
+  rec.compression = static_cast<LayerCompression>(c);
+  uint64_t count = r.Varint("member count");
+  if (count > kMaxRecipeMembers) return bad("too many members");
+  for (uint64_t i = 0; i < count && r.ok(); ++i) rec.members.push_back(DecodeMember(r));
+  rec.tail = r.Bytes("tail");
+  if (!r.ok()) return bad("truncated or malformed field '" + r.failed_field() + "'");
+  if (r.pos() != body.size() - 4) return bad("trailing bytes");
+  if (rec.Encode() != b) return bad("not in canonical form");
+  return rec;
+}
+
+}  // namespace cofferlayer

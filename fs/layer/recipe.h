@@ -1,0 +1,51 @@
+// A layer recipe: what, besides the uncompressed tar, reproduces a compressed
+// layer byte for byte. Per gzip member or zstd frame: the bytes kept raw
+// (gzip header and trailer), the encoder and its parameters, and how many
+// uncompressed bytes the member holds; then any raw bytes after the last member.
+//
+// Serialization (docs/layers.md, "Recipe format"), all integers LEB128 varints
+// unless noted, minimal encodings only, so a recipe has exactly one encoding:
+//   "CLRC" | version u8 = 1 | compression u8 (1 gzip, 2 zstd) | count
+//   count x { header_len header | encoder u8 | zigzag(level) | window_bits u8
+//             | mem_level u8 | strategy u8 | block_size | flags u8 (1 checksum,
+//             2 content_size, 4 multithread) | window_log u8 | plain_size | trailer_len trailer }
+//   tail_len tail | crc32 (zlib CRC-32 of all bytes before it, u32 little-endian)
+#ifndef COFFERLAYER_RECIPE_H_
+#define COFFERLAYER_RECIPE_H_
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "decode.h"
+#include "encoders.h"
+
+namespace cofferlayer {
+
+inline constexpr uint8_t kRecipeVersion = 1;
+inline constexpr size_t kMaxRecipeMembers = 1 << 20;
+
+struct MemberRecipe {
+  std::string header;   // gzip member header as pushed; empty for zstd
+  EncoderSpec encoder;  // for zstd, encoder.source_size == plain_size when content_size
+  uint64_t plain_size = 0;
+  std::string trailer;  // gzip CRC-32 + ISIZE as pushed; empty for zstd
+  bool operator==(const MemberRecipe&) const = default;
+};
+
+struct LayerRecipe {
+  LayerCompression compression = LayerCompression::kGzip;
+  std::vector<MemberRecipe> members;
+  std::string tail;  // bytes after the last member (zero padding, garbage)
+  bool operator==(const LayerRecipe&) const = default;
+
+  uint64_t PlainSize() const;
+  std::string Encode() const;
+  // Corruption naming the field for anything that is not a canonical encoding.
+  static Result<LayerRecipe> Decode(std::string_view bytes);
+};
+
+}  // namespace cofferlayer
+
+#endif  // COFFERLAYER_RECIPE_H_
