@@ -29,6 +29,15 @@ class LayerData : public ::testing::Test {
     tar_path_ = *dir_ / "layer.tar";
     Shell("tar --format=pax -cf " + Quote(tar_path_) + " -C " + Quote(src) + " .");
     tar_ = new std::string(ReadAll(tar_path_));
+    // Go's compress/gzip as docker uses it (gzip.NewWriterLevel, no header fields).
+    WriteAll(
+        *dir_ / "gogz.go",
+        "package main\nimport (\"compress/gzip\";\"io\";\"os\";\"strconv\")\n"
+        "func main() { l, _ := strconv.Atoi(os.Args[1]); w, _ := gzip.NewWriterLevel(os.Stdout, l);"
+        " io.Copy(w, os.Stdin); w.Close() }\n");
+    gogz_ = *dir_ / "gogz";
+    Shell("cd " + Quote(dir_->path()) + " && GOCACHE=" + Quote(*dir_ / "gocache") +
+          " go build -o gogz gogz.go 2>&1");
   }
   static void TearDownTestSuite() {
     delete tar_;
@@ -38,14 +47,15 @@ class LayerData : public ::testing::Test {
   static std::string Compress(const std::string& cmd) {
     std::string c = cmd;
     if (auto p = c.find("{}"); p != std::string::npos) c.replace(p, 2, Quote(tar_path_));
+    if (c.rfind("GOGZ", 0) == 0) c.replace(0, 4, Quote(gogz_));
     return Shell(c + " < " + Quote(tar_path_));
   }
   static TempDir* dir_;
-  static std::string tar_path_;
+  static std::string tar_path_, gogz_;
   static std::string* tar_;
 };
 TempDir* LayerData::dir_ = nullptr;
-std::string LayerData::tar_path_;
+std::string LayerData::tar_path_, LayerData::gogz_;
 std::string* LayerData::tar_ = nullptr;
 
 // Analyzes blob, checks the decoded stream is the tar, and when a recipe was
@@ -120,6 +130,11 @@ std::vector<EncoderCase> Cases() {
                      "c.flush())'",
                  true});
   }
+  for (int l : {-1, 2, 5, 6, 9}) {
+    v.push_back({l < 0 ? std::string("go_default") : "go" + std::to_string(l),
+                 "GOGZ " + std::to_string(l), true});
+  }
+  v.push_back({"go1", "GOGZ 1", false});  // Go's level 1 is not implemented by goflate
   v.push_back({"pigz6_p1", "pigz -6 -p 1", true});
   v.push_back({"pigz6_b64", "pigz -6 -b 64", false});
   v.push_back({"pigz6_indep", "pigz -6 -i", false});

@@ -5,6 +5,8 @@
 
 #include <algorithm>
 
+#include "goflate.h"
+
 namespace cofferlayer {
 namespace {
 
@@ -172,6 +174,28 @@ class ZstdEncoder : public Encoder {
   ZSTD_CCtx* cctx_ = nullptr;
 };
 
+// Adapts GoFlateWriter's sink to the append-to-*out interface.
+class GoFlateEncoder : public Encoder {
+ public:
+  explicit GoFlateEncoder(int level)
+      : w_(level, [this](const uint8_t* d, size_t n) {
+          out_->append(reinterpret_cast<const char*>(d), n);
+          return Status::OK();
+        }) {}
+  Status Write(std::string_view in, std::string* out) override {
+    out_ = out;
+    return w_.Write(reinterpret_cast<const uint8_t*>(in.data()), in.size());
+  }
+  Status Finish(std::string* out) override {
+    out_ = out;
+    return w_.Close();
+  }
+
+ private:
+  std::string* out_ = nullptr;
+  GoFlateWriter w_;
+};
+
 }  // namespace
 
 std::string EncoderSpec::ToString() const {
@@ -184,6 +208,8 @@ std::string EncoderSpec::ToString() const {
                   : "");
     case EncoderId::kPigz:
       return "pigz level " + std::to_string(level) + " block " + std::to_string(block_size);
+    case EncoderId::kGoFlate:
+      return "go-flate level " + std::to_string(level);
     case EncoderId::kZstd:
       return "zstd level " + std::to_string(level) + (multithread ? " mt" : "") +
              (checksum ? " checksum" : "") +
@@ -210,6 +236,11 @@ Result<std::unique_ptr<Encoder>> NewEncoder(const EncoderSpec& spec) {
       RETURN_IF_ERROR(e->Init(spec));
       return std::unique_ptr<Encoder>(std::move(e));
     }
+    case EncoderId::kGoFlate:
+      if (!GoFlateWriter::IsSupportedLevel(spec.level)) {
+        return Status::InvalidArgument("unsupported level for " + spec.ToString());
+      }
+      return std::unique_ptr<Encoder>(std::make_unique<GoFlateEncoder>(spec.level));
   }
   return Status::InvalidArgument("unknown encoder id " + std::to_string(static_cast<int>(spec.id)));
 }

@@ -12,6 +12,8 @@
 //  kZstd  one zstd frame from libzstd at the given level with the frame
 //         parameters of the original (checksum, content size, window log),
 //         single-threaded or in ZSTDMT mode with one worker.
+//  kGoFlate  Go 1.19's compress/flate at the given level (goflate.h): what
+//         docker's compress/gzip writes.
 #ifndef COFFERLAYER_ENCODERS_H_
 #define COFFERLAYER_ENCODERS_H_
 
@@ -27,7 +29,7 @@ namespace cofferlayer {
 using chunkstore::Result;
 using chunkstore::Status;
 
-enum class EncoderId : uint8_t { kZlib = 1, kPigz = 2, kZstd = 3 };
+enum class EncoderId : uint8_t { kZlib = 1, kPigz = 2, kZstd = 3, kGoFlate = 4 };
 
 struct EncoderSpec {
   EncoderId id = EncoderId::kZlib;

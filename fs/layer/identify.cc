@@ -19,12 +19,30 @@ std::vector<int> LevelOrder(std::vector<int> first, int lo, int hi) {
   return first;
 }
 
+// Go's compress/gzip writes OS 255 and XFL 2 only at level 9; its default
+// level is 6. Level 1 is not implemented (goflate.h); -2 is Huffman only.
+std::vector<EncoderSpec> GoCandidates(const GzipHeader& h) {
+  std::vector<EncoderSpec> out;
+  for (int level : LevelOrder({h.xfl == 2 ? 9 : 6}, 2, 9)) {
+    EncoderSpec g;
+    g.id = EncoderId::kGoFlate;
+    g.level = level;
+    out.push_back(g);
+  }
+  for (int level : {-2, 0}) {
+    out.push_back(out.back());
+    out.back().level = level;
+  }
+  return out;
+}
+
 // zlib and pigz write XFL 2 only at level 9 and 4 only at level 1.
 std::vector<EncoderSpec> GzipCandidates(const GzipHeader& h) {
   std::vector<int> hint = h.xfl == 2   ? std::vector<int>{9}
                           : h.xfl == 4 ? std::vector<int>{1}
                                        : std::vector<int>{6, 5, 7, 8, 4, 3, 2};
-  std::vector<EncoderSpec> out;
+  std::vector<EncoderSpec> out, go = GoCandidates(h);
+  if (h.os == 255) out = go;  // Go first when the header looks like Go's
   for (int level : LevelOrder(hint, 1, 9)) {
     EncoderSpec z;
     z.id = EncoderId::kZlib;
@@ -35,6 +53,7 @@ std::vector<EncoderSpec> GzipCandidates(const GzipHeader& h) {
     p.block_size = kPigzBlock;
     out.push_back(p);
   }
+  if (h.os != 255) out.insert(out.end(), go.begin(), go.end());
   return out;
 }
 

@@ -27,7 +27,7 @@ uint32_t Le32(std::string_view b, size_t off) {
 
 }  // namespace
 
-Reconstructor::Reconstructor(const LayerRecipe& recipe, ByteSink sink)
+Reconstructor::Reconstructor(const LayerRecipe& recipe, LayerSink sink)
     : recipe_(recipe), sink_(std::move(sink)) {}
 Reconstructor::~Reconstructor() = default;
 
@@ -119,7 +119,7 @@ struct VerifyingReconstructor::Hash {
 };
 
 VerifyingReconstructor::VerifyingReconstructor(const LayerRecipe& recipe, std::string expected,
-                                               ByteSink sink)
+                                               LayerSink sink)
     : expected_(std::move(expected)),
       hash_(std::make_unique<Hash>()),
       downstream_(std::move(sink)),

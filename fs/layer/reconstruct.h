@@ -20,12 +20,13 @@
 
 namespace cofferlayer {
 
-using ByteSink = std::function<Status(std::string_view)>;
+// Receives the reconstructed bytes in order (not goflate.h's ByteSink).
+using LayerSink = std::function<Status(std::string_view)>;
 
 class Reconstructor {
  public:
   // REQUIRES: recipe and sink outlive the reconstructor.
-  Reconstructor(const LayerRecipe& recipe, ByteSink sink);
+  Reconstructor(const LayerRecipe& recipe, LayerSink sink);
   ~Reconstructor();
   Reconstructor(const Reconstructor&) = delete;
   Reconstructor& operator=(const Reconstructor&) = delete;
@@ -44,7 +45,7 @@ class Reconstructor {
   Status Emit(std::string_view b);
 
   const LayerRecipe& recipe_;
-  ByteSink sink_;
+  LayerSink sink_;
   size_t member_ = 0;
   bool in_member_ = false;
   uint64_t member_in_ = 0, total_in_ = 0, out_bytes_ = 0;
@@ -57,7 +58,7 @@ class Reconstructor {
 // expected_digest: "sha256:<64 hex>", the layer's digest in the manifest.
 class VerifyingReconstructor {
  public:
-  VerifyingReconstructor(const LayerRecipe& recipe, std::string expected_digest, ByteSink sink);
+  VerifyingReconstructor(const LayerRecipe& recipe, std::string expected_digest, LayerSink sink);
   ~VerifyingReconstructor();
   Status Feed(std::string_view plain);
   // OK only if the emitted bytes have the expected digest.
@@ -67,7 +68,7 @@ class VerifyingReconstructor {
   std::string expected_;
   struct Hash;
   std::unique_ptr<Hash> hash_;
-  ByteSink downstream_;
+  LayerSink downstream_;
   Reconstructor inner_;
 };
 
