@@ -2,18 +2,18 @@
 //
 // Written from RFC 1951 and from Go's observed output; Go's source was not
 // read. Starting hypotheses came from the usual zlib-style design (hash
-// chains, lazy matching, zlib's per-level table) and general familiarity with
-// Go's encoder; each rule below was kept because Go's output agreed on every
-// test input (goflate_test.cc: byte equality, and a DEFLATE parser that names
-// the first differing block, code length or token).
+// chains, lazy matching, zlib's per-level table; Snappy's for level 1) and
+// general familiarity with Go's encoder; each rule below was kept because Go's
+// output agreed on every test input (goflate_test.cc: byte equality, and a
+// DEFLATE parser that names the first differing block, code length or token).
 // [c] = confirmed: changing the rule makes some input differ from Go.
 //
 // Match finding (levels 2-9)
 //  - [c] Minimum match 4, maximum 258; a 4-byte match only within 4096 bytes.
 //  - [c] Candidates from hash chains of 4-byte prefixes: 17-bit multiplicative
 //    hash (big-endian 32-bit read * 0x1e35a7bd, top 17 bits), newest first, at
-//    most `chain` candidates, back at most 32768 bytes; a candidate wins only if
-//    strictly longer; stop at `nice`. zlib's `good` (shorter chains after a
+//    most `chain` candidates, back at most 32768 bytes; a candidate wins only
+//    if strictly longer; stop at `nice`. zlib's `good` (shorter chains after a
 //    good match) does not exist: applying it changes the output.
 //  - [c] Levels 4-9 match lazily: the match at p is emitted if the one at p+1
 //    is not longer; no search at p+1 if the match at p is >= `lazy`. Levels 2-3
@@ -25,8 +25,8 @@
 //    of it at Close); when the position reaches 65536-262 the upper half slides
 //    down 32 KiB, and right after a slide matches reach back only to the start
 //    of the buffer (random data repeated with period 32768: Go emits ~260
-//    literals after each slide). The way input is split into writes does not change Go's
-//    output [c: 1-byte, 32 KiB, random splits on 144 MB].
+//    literals after each slide). The way input is split into writes does not
+//    change Go's output [c: 1-byte, 32 KiB, random splits on 144 MB].
 // Blocks
 //  - [c] A block ends after 16384 tokens (the last one may hold one more);
 //    the rest goes out at Close as a non-final block, then an empty final
@@ -49,16 +49,36 @@
 // Level 0: stored blocks of 65535 bytes. Level -2 (Huffman only): one block
 // of literals per 65535 input bytes, HLIT always 257, one distance code;
 // stored instead when the stored size < dynamic size * 17/16.
+//
+// Level 1 (BestSpeed): a different algorithm. These rules give Go's bytes on
+// the whole corpus (not each confirmed on its own by a changed rule):
+//  - Input is cut into 65535-byte pieces, one block each. At Close a piece of
+//    <= 16 bytes is stored, one of < 128 bytes is a Huffman-only block.
+//  - Greedy matching, Snappy style: a 16384-entry table keyed by a 14-bit hash
+//    of 4 bytes (little-endian read * 0x1e35a7bd), holding those 4 bytes and
+//    their position. Scanning for a match, the step is skip/32 with skip
+//    starting at 32 and growing by each step taken. A match needs the 4 bytes
+//    equal within 32768 bytes back, may start in the previous piece (and run
+//    on into this one), and is extended to at most 258 bytes. After a match
+//    its last position and the one after it are hashed and a match is tried
+//    right after it. No match starts in the last 15 bytes of a piece; a piece
+//    of < 17 bytes is all literals.
+//  - A piece whose tokens save less than 1/16 of its bytes becomes a
+//    Huffman-only block; otherwise always a dynamic block (never fixed),
+//    stored instead when the stored size < dynamic size * 17/16 (extra bits
+//    not counted).
+//  - gzip XFL is 4 at level 1.
 #include "goflate.h"
 
 #include <zlib.h>
 
 #include <algorithm>
-#include <array>
 #include <climits>
 #include <cstring>
 #include <utility>
 #include <vector>
+
+#include "goflate_internal.h"
 
 namespace cofferlayer {
 namespace goflate_internal {
@@ -66,449 +86,14 @@ namespace {
 
 using chunkstore::Status;
 
-constexpr int kWindowSize = 1 << 15;
-constexpr int kWindowMask = kWindowSize - 1;
-constexpr int kMinMatch = 4;
-constexpr int kMaxMatch = 258;
-constexpr int kMaxStoreBlock = 65535;
-constexpr size_t kMaxTokens = 1 << 14;
 constexpr int kHashBits = 17;
-constexpr uint32_t kHashMul = 0x1e35a7bd;
 constexpr int kMaxHashOffset = 1 << 24;
 constexpr int kSkipNever = INT_MAX;
-constexpr int kNumLit = 286;
-constexpr int kNumDist = 30;
-constexpr int kNumCodegen = 19;
-constexpr int kEndBlock = 256;
 constexpr size_t kSinkChunk = 64 << 10;
-
-// Tokens: a literal byte, or kMatchFlag | (length-3) << 16 | (distance-1).
-constexpr uint32_t kMatchFlag = 1u << 31;
-inline uint32_t MatchToken(int length, int distance) {
-  return kMatchFlag | uint32_t(length - 3) << 16 | uint32_t(distance - 1);
-}
-
-struct CodeTables {
-  uint8_t len_code[256];           // length-3 -> length code - 257
-  uint8_t dist_code[kWindowSize];  // distance-1 -> distance code
-  uint16_t len_base[29];
-  uint8_t len_extra[29];
-  uint16_t dist_base[30];
-  uint8_t dist_extra[30];
-  CodeTables() {
-    static const uint8_t kLenExtra[29] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2,
-                                          2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0};
-    int base = 3;
-    for (int c = 0; c < 29; ++c) {
-      len_extra[c] = kLenExtra[c];
-      len_base[c] = c == 28 ? 258 : base;
-      base += 1 << kLenExtra[c];
-    }
-    for (int l = 3; l <= 258; ++l) {
-      int c = 0;
-      while (c + 1 < 29 && len_base[c + 1] <= l) ++c;
-      len_code[l - 3] = c;
-    }
-    base = 1;
-    for (int c = 0; c < 30; ++c) {
-      dist_extra[c] = c < 4 ? 0 : (c - 2) / 2;
-      dist_base[c] = base;
-      for (int i = 0; i < (1 << dist_extra[c]); ++i) dist_code[base - 1 + i] = c;
-      base += 1 << dist_extra[c];
-    }
-  }
-};
-const CodeTables& Tables() {
-  static const CodeTables t;
-  return t;
-}
-
-inline uint32_t Load32(const uint8_t* p) {
-  uint32_t v;
-  std::memcpy(&v, p, 4);
-  return v;
-}
 
 // The 4 bytes read big-endian, times kHashMul, top kHashBits bits.
 inline uint32_t Hash4(const uint8_t* b) {
   return (__builtin_bswap32(Load32(b)) * kHashMul) >> (32 - kHashBits);
-}
-
-// ---------------------------------------------------------------------------
-// Huffman code construction.
-
-// 288 entries: the fixed literal code defines 286 and 287 too, and they take
-// part in its canonical numbering.
-constexpr int kNumFixedLit = 288;
-struct HuffCode {
-  uint16_t code[kNumFixedLit];  // bit-reversed, ready for an LSB-first writer
-  uint8_t len[kNumFixedLit];
-};
-
-// Optimal code lengths limited to max_bits by package-merge. Ties are broken the
-// way Go's output shows: symbols ordered by (freq, symbol); a package is placed
-// before a leaf of the same weight.
-void BuildLengths(const uint32_t* freq, int n, int max_bits, uint8_t* len) {
-  std::memset(len, 0, n);
-  // Leaves sorted by (freq, symbol): freq in the high bits, symbol in the low 9.
-  uint64_t leaves[kNumLit];
-  int count = 0;
-  for (int s = 0; s < n; ++s)
-    if (freq[s] != 0) leaves[count++] = uint64_t(freq[s]) << 9 | uint64_t(s);
-  if (count <= 2) {
-    for (int k = 0; k < count; ++k) len[leaves[k] & 511] = 1;
-    return;
-  }
-  std::sort(leaves, leaves + count);
-  const int levels = std::min(max_bits, count - 1);
-  // Level 0 is the deepest (leaves only); each higher level merges the leaves
-  // with pairs of the level below, a pair first when weights tie.
-  static thread_local uint64_t weight[15][2 * kNumLit];
-  static thread_local uint8_t is_leaf[15][2 * kNumLit];
-  int size[15];
-  for (int k = 0; k < count; ++k) weight[0][k] = leaves[k] >> 9, is_leaf[0][k] = 1;
-  size[0] = count;
-  for (int j = 1; j < levels; ++j) {
-    const uint64_t* below = weight[j - 1];
-    const int pairs = size[j - 1] / 2;
-    int li = 0, pi = 0, m = 0;
-    for (; li < count || pi < pairs; ++m) {  // at most 2*count-1 items
-      uint64_t pw = pi < pairs ? below[2 * pi] + below[2 * pi + 1] : UINT64_MAX;
-      bool leaf = li < count && (leaves[li] >> 9) < pw;
-      weight[j][m] = leaf ? leaves[li++] >> 9 : (++pi, pw);
-      is_leaf[j][m] = leaf;
-    }
-    size[j] = m;
-  }
-  // Walk down from the top list's first 2n-2 items: each level uses a prefix of
-  // the sorted leaves, and a leaf's length is the number of levels using it.
-  int need = 2 * count - 2;
-  for (int j = levels - 1; j >= 0; --j) {
-    need = std::min(need, size[j]);
-    int leaves_used = 0;
-    for (int k = 0; k < need; ++k) leaves_used += is_leaf[j][k];
-    for (int k = 0; k < leaves_used; ++k) ++len[leaves[k] & 511];
-    need = 2 * (need - leaves_used);
-  }
-}
-
-// Canonical codes (RFC 1951 3.2.2), stored bit-reversed.
-void AssignCodes(const uint8_t* len, int n, uint16_t* code) {
-  int bl_count[16] = {0};
-  for (int s = 0; s < n; ++s) bl_count[len[s]]++;
-  bl_count[0] = 0;
-  int next[16] = {0};
-  int c = 0;
-  for (int b = 1; b < 16; ++b) {
-    c = (c + bl_count[b - 1]) << 1;
-    next[b] = c;
-  }
-  for (int s = 0; s < n; ++s) {
-    int l = len[s];
-    if (l == 0) continue;
-    uint32_t v = next[l]++, r = 0;
-    for (int i = 0; i < l; ++i) r |= ((v >> i) & 1) << (l - 1 - i);
-    code[s] = uint16_t(r);
-  }
-}
-
-void Generate(const uint32_t* freq, int n, int max_bits, HuffCode* h) {
-  BuildLengths(freq, n, max_bits, h->len);
-  AssignCodes(h->len, n, h->code);
-}
-
-int BitLength(const HuffCode& h, const uint32_t* freq, int n) {
-  int total = 0;
-  for (int s = 0; s < n; ++s) total += int(freq[s]) * h.len[s];
-  return total;
-}
-
-const HuffCode& FixedLit() {
-  static const HuffCode h = [] {
-    HuffCode f{};
-    for (int s = 0; s < kNumFixedLit; ++s) f.len[s] = s < 144 ? 8 : s < 256 ? 9 : s < 280 ? 7 : 8;
-    AssignCodes(f.len, kNumFixedLit, f.code);
-    return f;
-  }();
-  return h;
-}
-
-const HuffCode& FixedDist() {
-  static const HuffCode h = [] {
-    HuffCode f{};
-    for (int s = 0; s < kNumDist; ++s) f.len[s] = 5;
-    AssignCodes(f.len, kNumDist, f.code);
-    return f;
-  }();
-  return h;
-}
-
-// ---------------------------------------------------------------------------
-// Bit output.
-
-class BitWriter {
- public:
-  void WriteBits(uint32_t v, int n) {
-    bits_ |= uint64_t(v) << nbits_;
-    nbits_ += n;
-    if (nbits_ >= 32) {
-      if (size_ + 4 > buf_.size()) buf_.resize(std::max<size_t>(2 * buf_.size(), 1 << 16));
-      uint8_t* p = &buf_[size_];
-      p[0] = uint8_t(bits_), p[1] = uint8_t(bits_ >> 8), p[2] = uint8_t(bits_ >> 16),
-      p[3] = uint8_t(bits_ >> 24);
-      size_ += 4;
-      bits_ >>= 32;
-      nbits_ -= 32;
-    }
-  }
-  // Pads with zero bits to a byte boundary.
-  void AlignToByte() {
-    while (nbits_ > 0) {
-      Append(uint8_t(bits_));
-      bits_ >>= 8;
-      nbits_ = std::max(nbits_ - 8, 0);
-    }
-    bits_ = 0;
-  }
-  void WriteBytes(const uint8_t* p, size_t n) {
-    AlignToByte();
-    if (size_ + n > buf_.size()) buf_.resize(std::max(2 * buf_.size(), size_ + n));
-    std::memcpy(&buf_[size_], p, n);
-    size_ += n;
-  }
-  // Whole bytes written so far; Clear() after handing them on.
-  const uint8_t* data() const { return buf_.data(); }
-  size_t size() const { return size_; }
-  void Clear() { size_ = 0; }
-
- private:
-  void Append(uint8_t b) {
-    if (size_ == buf_.size()) buf_.resize(std::max<size_t>(2 * buf_.size(), 1 << 16));
-    buf_[size_++] = b;
-  }
-
-  uint64_t bits_ = 0;
-  int nbits_ = 0;
-  std::vector<uint8_t> buf_;
-  size_t size_ = 0;
-};
-
-// ---------------------------------------------------------------------------
-// Block encoding: chooses stored / fixed / dynamic and writes one block.
-
-class BlockWriter {
- public:
-  BitWriter& bits() { return w_; }
-
-  void WriteStoredHeader(int length, bool eof) {
-    w_.WriteBits(eof ? 1 : 0, 3);
-    w_.AlignToByte();
-    w_.WriteBits(uint32_t(length), 16);
-    w_.WriteBits(uint32_t(~length) & 0xffff, 16);
-  }
-
-  void WriteStored(const uint8_t* p, int n, bool eof) {
-    WriteStoredHeader(n, eof);
-    w_.WriteBytes(p, n);
-  }
-
-  // `input` is the block's uncompressed bytes, or nullptr when they left the
-  // window (then a stored block is not an option).
-  void WriteBlock(const std::vector<uint32_t>& tokens, bool eof, const uint8_t* input, int n);
-  // Huffman-only (level -2): all of `input` as literals in one block.
-  void WriteBlockHuff(const uint8_t* input, int n, bool eof);
-
- private:
-  void CountTokens(const std::vector<uint32_t>& tokens);
-  int ExtraBits() const;
-  void GenerateCodegen(int num_lit, int num_dist, const HuffCode& lit, const HuffCode& dist);
-  int DynamicSize(const HuffCode& lit, const HuffCode& dist, int extra, int* num_codegens);
-  void WriteDynamicHeader(int num_lit, int num_dist, int num_codegens, bool eof);
-  void WriteTokens(const std::vector<uint32_t>& tokens, const HuffCode& lit, const HuffCode& dist);
-
-  BitWriter w_;
-  uint32_t lit_freq_[kNumLit];
-  uint32_t dist_freq_[kNumDist];
-  uint32_t codegen_freq_[kNumCodegen];
-  int num_lit_ = 0, num_dist_ = 0;
-  HuffCode lit_, dist_, codegen_;
-  std::vector<uint8_t> codegen_seq_;  // code-length symbols, each followed by its extra value
-};
-
-constexpr uint8_t kCodegenOrder[kNumCodegen] = {16, 17, 18, 0, 8,  7, 9,  6, 10, 5,
-                                                11, 4,  12, 3, 13, 2, 14, 1, 15};
-
-void BlockWriter::CountTokens(const std::vector<uint32_t>& tokens) {
-  const CodeTables& t = Tables();
-  std::memset(lit_freq_, 0, sizeof(lit_freq_));
-  std::memset(dist_freq_, 0, sizeof(dist_freq_));
-  for (uint32_t tok : tokens) {
-    if (tok & kMatchFlag) {
-      lit_freq_[257 + t.len_code[(tok >> 16) & 0xff]]++;
-      dist_freq_[t.dist_code[tok & 0xffff]]++;
-    } else {
-      lit_freq_[tok]++;
-    }
-  }
-  lit_freq_[kEndBlock]++;
-  num_lit_ = kNumLit;
-  while (lit_freq_[num_lit_ - 1] == 0) --num_lit_;
-  num_dist_ = kNumDist;
-  while (num_dist_ > 0 && dist_freq_[num_dist_ - 1] == 0) --num_dist_;
-  if (num_dist_ == 0) {  // the dynamic header needs at least one distance code
-    dist_freq_[0] = 1;
-    num_dist_ = 1;
-  }
-}
-
-int BlockWriter::ExtraBits() const {
-  const CodeTables& t = Tables();
-  int extra = 0;
-  for (int c = 257; c < num_lit_; ++c) extra += int(lit_freq_[c]) * t.len_extra[c - 257];
-  for (int c = 0; c < num_dist_; ++c) extra += int(dist_freq_[c]) * t.dist_extra[c];
-  return extra;
-}
-
-void BlockWriter::GenerateCodegen(int num_lit, int num_dist, const HuffCode& lit,
-                                  const HuffCode& dist) {
-  std::memset(codegen_freq_, 0, sizeof(codegen_freq_));
-  codegen_seq_.clear();
-  std::vector<uint8_t> lens(lit.len, lit.len + num_lit);
-  lens.insert(lens.end(), dist.len, dist.len + num_dist);
-  auto emit = [&](int sym, int extra) {
-    codegen_seq_.push_back(uint8_t(sym));
-    codegen_seq_.push_back(uint8_t(extra));
-    codegen_freq_[sym]++;
-  };
-  size_t i = 0;
-  while (i < lens.size()) {
-    const int size = lens[i];
-    size_t run = 1;
-    while (i + run < lens.size() && lens[i + run] == size) ++run;
-    i += run;
-    int count = int(run);
-    if (size != 0) {
-      emit(size, 0);
-      --count;
-      while (count >= 3) {
-        int n = std::min(count, 6);
-        emit(16, n - 3);
-        count -= n;
-      }
-    } else {
-      while (count >= 11) {
-        int n = std::min(count, 138);
-        emit(18, n - 11);
-        count -= n;
-      }
-      if (count >= 3) {
-        emit(17, count - 3);
-        count = 0;
-      }
-    }
-    for (; count > 0; --count) emit(size, 0);
-  }
-}
-
-int BlockWriter::DynamicSize(const HuffCode& lit, const HuffCode& dist, int extra,
-                             int* num_codegens) {
-  int n = kNumCodegen;
-  while (n > 4 && codegen_.len[kCodegenOrder[n - 1]] == 0) --n;
-  *num_codegens = n;
-  int header = 3 + 5 + 5 + 4 + 3 * n + BitLength(codegen_, codegen_freq_, kNumCodegen) +
-               int(codegen_freq_[16]) * 2 + int(codegen_freq_[17]) * 3 + int(codegen_freq_[18]) * 7;
-  return header + BitLength(lit, lit_freq_, kNumLit) + BitLength(dist, dist_freq_, kNumDist) +
-         extra;
-}
-
-void BlockWriter::WriteDynamicHeader(int num_lit, int num_dist, int num_codegens, bool eof) {
-  w_.WriteBits(eof ? 5 : 4, 3);
-  w_.WriteBits(num_lit - 257, 5);
-  w_.WriteBits(num_dist - 1, 5);
-  w_.WriteBits(num_codegens - 4, 4);
-  for (int i = 0; i < num_codegens; ++i) w_.WriteBits(codegen_.len[kCodegenOrder[i]], 3);
-  static const int kExtraBits[3] = {2, 3, 7};
-  for (size_t i = 0; i < codegen_seq_.size(); i += 2) {
-    int sym = codegen_seq_[i];
-    w_.WriteBits(codegen_.code[sym], codegen_.len[sym]);
-    if (sym >= 16) w_.WriteBits(codegen_seq_[i + 1], kExtraBits[sym - 16]);
-  }
-}
-
-void BlockWriter::WriteTokens(const std::vector<uint32_t>& tokens, const HuffCode& lit,
-                              const HuffCode& dist) {
-  const CodeTables& t = Tables();
-  for (uint32_t tok : tokens) {
-    if (!(tok & kMatchFlag)) {
-      w_.WriteBits(lit.code[tok], lit.len[tok]);
-      continue;
-    }
-    int l = (tok >> 16) & 0xff, lc = t.len_code[l];
-    w_.WriteBits(lit.code[257 + lc], lit.len[257 + lc]);
-    if (t.len_extra[lc]) w_.WriteBits(l + 3 - t.len_base[lc], t.len_extra[lc]);
-    int d = tok & 0xffff, dc = t.dist_code[d];
-    w_.WriteBits(dist.code[dc], dist.len[dc]);
-    if (t.dist_extra[dc]) w_.WriteBits(d + 1 - t.dist_base[dc], t.dist_extra[dc]);
-  }
-  w_.WriteBits(lit.code[kEndBlock], lit.len[kEndBlock]);
-}
-
-void BlockWriter::WriteBlock(const std::vector<uint32_t>& tokens, bool eof, const uint8_t* input,
-                             int n) {
-  CountTokens(tokens);
-  const bool storable = input != nullptr && n <= kMaxStoreBlock;
-  const int stored_size = (n + 5) * 8;
-  // Extra bits are the same for fixed and dynamic codes, so they only matter
-  // when a stored block competes.
-  const int extra = storable ? ExtraBits() : 0;
-  Generate(lit_freq_, kNumLit, 15, &lit_);
-  Generate(dist_freq_, kNumDist, 15, &dist_);
-  const HuffCode* lit = &FixedLit();
-  const HuffCode* dist = &FixedDist();
-  int size = 3 + BitLength(FixedLit(), lit_freq_, kNumLit) +
-             BitLength(FixedDist(), dist_freq_, kNumDist) + extra;
-  GenerateCodegen(num_lit_, num_dist_, lit_, dist_);
-  Generate(codegen_freq_, kNumCodegen, 7, &codegen_);
-  int num_codegens = 0;
-  int dyn_size = DynamicSize(lit_, dist_, extra, &num_codegens);
-  if (dyn_size < size) {
-    size = dyn_size;
-    lit = &lit_;
-    dist = &dist_;
-  }
-  if (storable && stored_size < size) {
-    WriteStored(input, n, eof);
-    return;
-  }
-  if (lit == &lit_) {
-    WriteDynamicHeader(num_lit_, num_dist_, num_codegens, eof);
-  } else {
-    w_.WriteBits(eof ? 3 : 2, 3);
-  }
-  WriteTokens(tokens, *lit, *dist);
-}
-
-void BlockWriter::WriteBlockHuff(const uint8_t* input, int n, bool eof) {
-  std::memset(lit_freq_, 0, sizeof(lit_freq_));
-  std::memset(dist_freq_, 0, sizeof(dist_freq_));
-  for (int i = 0; i < n; ++i) lit_freq_[input[i]]++;
-  lit_freq_[kEndBlock] = 1;
-  dist_freq_[0] = 1;
-  constexpr int kLits = kEndBlock + 1;
-  Generate(lit_freq_, kNumLit, 15, &lit_);
-  Generate(dist_freq_, kNumDist, 15, &dist_);
-  GenerateCodegen(kLits, 1, lit_, dist_);
-  Generate(codegen_freq_, kNumCodegen, 7, &codegen_);
-  int num_codegens = 0;
-  int size = DynamicSize(lit_, dist_, 0, &num_codegens);
-  // Stored unless Huffman saves more than about 1/17.
-  if (n <= kMaxStoreBlock && (n + 5) * 8 < size + (size >> 4)) {
-    WriteStored(input, n, eof);
-    return;
-  }
-  WriteDynamicHeader(kLits, 1, num_codegens, eof);
-  for (int i = 0; i < n; ++i) w_.WriteBits(lit_.code[input[i]], lit_.len[input[i]]);
-  w_.WriteBits(lit_.code[kEndBlock], lit_.len[kEndBlock]);
 }
 
 // ---------------------------------------------------------------------------
@@ -542,19 +127,6 @@ LevelParams ParamsFor(int level) {
   }
 }
 
-inline int MatchLen(const uint8_t* a, const uint8_t* b, int max) {
-  int n = 0;
-  while (n + 8 <= max) {
-    uint64_t x, y;
-    std::memcpy(&x, a + n, 8);
-    std::memcpy(&y, b + n, 8);
-    if (uint64_t d = x ^ y) return n + (__builtin_ctzll(d) >> 3);
-    n += 8;
-  }
-  while (n < max && a[n] == b[n]) ++n;
-  return n;
-}
-
 }  // namespace
 
 class Compressor {
@@ -564,7 +136,8 @@ class Compressor {
   Status Close();
 
  private:
-  enum class Mode { kStore, kHuffOnly, kDeflate };
+  enum class Mode { kStore, kHuffOnly, kFast, kDeflate };
+  void EncodeFast();
   void Step();
   size_t Fill(const uint8_t* data, size_t size);
   void SlideWindow();
@@ -605,11 +178,36 @@ class Compressor {
   std::vector<uint32_t> hash_head_;
   std::vector<uint32_t> hash_prev_;
   std::vector<uint32_t> tokens_;
+  FastEncoder fast_;
 };
 
+void Compressor::EncodeFast() {
+  if (window_end_ < kMaxStoreBlock) {
+    if (!sync_ || window_end_ == 0) return;
+    if (window_end_ < 128) {  // small tails: stored or literals only
+      if (window_end_ <= 16) {
+        bw_.WriteStored(window_.data(), window_end_, false);
+      } else {
+        bw_.WriteBlockHuff(window_.data(), window_end_, false);
+      }
+      window_end_ = 0;
+      fast_.Reset();
+      return;
+    }
+  }
+  tokens_.clear();
+  fast_.Encode(window_.data(), window_end_, &tokens_);
+  if (tokens_.size() > size_t(window_end_ - (window_end_ >> 4))) {
+    bw_.WriteBlockHuff(window_.data(), window_end_, false);
+  } else {
+    bw_.WriteBlockDynamic(tokens_, window_.data(), window_end_, false);
+  }
+  window_end_ = 0;
+}
+
 Compressor::Compressor(int level, ByteSink sink) : sink_(std::move(sink)) {
-  if (level == 0 || level == -2) {
-    mode_ = level == 0 ? Mode::kStore : Mode::kHuffOnly;
+  if (level == 0 || level == -2 || level == 1) {
+    mode_ = level == 0 ? Mode::kStore : level == 1 ? Mode::kFast : Mode::kHuffOnly;
     window_.resize(kMaxStoreBlock);
     return;
   }
@@ -695,6 +293,9 @@ void Compressor::Step() {
         bw_.WriteStored(window_.data(), window_end_, false);
         window_end_ = 0;
       }
+      return;
+    case Mode::kFast:
+      EncodeFast();
       return;
     case Mode::kHuffOnly:
       if (window_end_ > 0 && (window_end_ == kMaxStoreBlock || sync_)) {
@@ -830,9 +431,7 @@ GoFlateWriter::GoFlateWriter(int level, ByteSink sink)
     : c_(std::make_unique<goflate_internal::Compressor>(level, std::move(sink))) {}
 GoFlateWriter::~GoFlateWriter() = default;
 
-bool GoFlateWriter::IsSupportedLevel(int level) {
-  return level == -2 || level == -1 || level == 0 || (level >= 2 && level <= 9);
-}
+bool GoFlateWriter::IsSupportedLevel(int level) { return level >= -2 && level <= 9; }
 
 Status GoFlateWriter::Write(const uint8_t* data, size_t size) { return c_->Write(data, size); }
 Status GoFlateWriter::Close() { return c_->Close(); }
@@ -843,7 +442,8 @@ GoGzipWriter::GoGzipWriter(int level, ByteSink sink)
 Status GoGzipWriter::Write(const uint8_t* data, size_t size) {
   if (!header_written_) {
     // ID1 ID2 CM=8 FLG=0 MTIME=0 XFL OS=255 (unknown), as Go writes it.
-    const uint8_t header[10] = {0x1f, 0x8b, 8, 0, 0, 0, 0, 0, uint8_t(level_ == 9 ? 2 : 0), 255};
+    const uint8_t header[10] = {
+        0x1f, 0x8b, 8, 0, 0, 0, 0, 0, uint8_t(level_ == 9 ? 2 : level_ == 1 ? 4 : 0), 255};
     header_written_ = true;
     RETURN_IF_ERROR(sink_(header, sizeof(header)));
   }

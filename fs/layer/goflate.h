@@ -1,6 +1,6 @@
 // GoFlateWriter: a DEFLATE (RFC 1951) encoder whose output is bit-identical to
-// Go 1.19's compress/flate, and GoGzip, the gzip framing Go's compress/gzip puts
-// around it.
+// Go 1.19's compress/flate, and GoGzip, the gzip framing Go's compress/gzip
+// puts around it.
 //
 // Why: docker pushes layers compressed by Go's gzip.NewWriter at the default
 // level; the manifest names the sha256 of those exact bytes. coffer stores the
@@ -8,10 +8,10 @@
 // running the same deterministic encoder again. Any single-bit difference
 // changes the digest, so this encoder is tested byte for byte against Go.
 //
-// Supported levels: 0 (stored), 2..9, -1 (= 6, Go's default), -2 (Huffman
-// only). Level 1 is a different algorithm in Go and is not implemented.
-// The rules this reproduces were inferred from Go's output; see goflate.cc and
-// docs/layers.md ("Go compress/flate, observed").
+// Supported levels: all of Go's: 0 (stored), 1 (BestSpeed, a different
+// algorithm, in goflate_fast.cc), 2..9, -1 (= 6, Go's default), -2 (Huffman
+// only). The rules this reproduces were inferred from Go's output; see
+// goflate.cc and docs/layers.md ("Go compress/flate, observed").
 #ifndef COFFER_FS_LAYER_GOFLATE_H_
 #define COFFER_FS_LAYER_GOFLATE_H_
 
@@ -27,7 +27,8 @@
 namespace cofferlayer {
 
 // Receives compressed bytes in order. A non-OK Status stops the writer: it is
-// returned from the Write/Close that produced the bytes and from every later call.
+// returned from the Write/Close that produced the bytes and from every later
+// call.
 using ByteSink = std::function<chunkstore::Status(const uint8_t* data, size_t size)>;
 
 namespace goflate_internal {
@@ -35,8 +36,8 @@ class Compressor;
 }
 
 // Streams one raw DEFLATE stream. Memory is bounded (~1 MiB) whatever the input
-// size. Not thread-safe; one writer per stream. The output does not depend on how
-// the input is split into Write calls (Go's does not either).
+// size. Not thread-safe; one writer per stream. The output does not depend on
+// how the input is split into Write calls (Go's does not either).
 class GoFlateWriter {
  public:
   // REQUIRES: IsSupportedLevel(level).
@@ -48,9 +49,9 @@ class GoFlateWriter {
   static bool IsSupportedLevel(int level);
 
   chunkstore::Status Write(const uint8_t* data, size_t size);
-  // Compresses what is buffered, ends the stream (Go ends it with an empty final
-  // stored block) and flushes it to the sink. Write or Close after Close fail
-  // (FailedPrecondition, or the sink's error if it failed).
+  // Compresses what is buffered, ends the stream (Go ends it with an empty
+  // final stored block) and flushes it to the sink. Write or Close after Close
+  // fail (FailedPrecondition, or the sink's error if it failed).
   chunkstore::Status Close();
 
  private:
@@ -58,8 +59,8 @@ class GoFlateWriter {
 };
 
 // Streams a gzip member exactly as Go's gzip.NewWriterLevel writes it with no
-// Header fields set: mtime 0, no name, XFL 2 at level 9 (0 otherwise), OS 255,
-// then the DEFLATE stream, CRC-32 and ISIZE.
+// Header fields set: mtime 0, no name, XFL 2 at level 9, 4 at level 1 (else
+// 0), OS 255; then the DEFLATE stream, CRC-32 and ISIZE.
 class GoGzipWriter {
  public:
   // REQUIRES: GoFlateWriter::IsSupportedLevel(level).

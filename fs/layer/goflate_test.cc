@@ -494,7 +494,7 @@ TEST(GoFlate, EmptyAndTinyInputs) {
   // Fixed-code blocks with literals 144-255 (9-bit codes).
   std::string high;
   for (int c = 255; c >= 140; c -= 23) high += char(c);
-  for (int level : {-2, 0, 2, 6, 9}) ExpectSameAsGo(high, level, "high literals");
+  for (int level : {-2, 0, 1, 2, 6, 9}) ExpectSameAsGo(high, level, "high literals");
 }
 
 TEST(GoFlate, SizesAroundBlockAndWindowBoundaries) {
@@ -541,7 +541,7 @@ TEST(GoFlate, Text) {
 TEST(GoFlate, MixedContentAllLevels) {
   REQUIRE_ORACLE();
   std::string data = Mixed(1 << 20, 5);
-  for (int level : {-2, -1, 0, 2, 3, 4, 5, 6, 7, 8, 9}) ExpectSameAsGo(data, level, "mixed");
+  for (int level : {-2, -1, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9}) ExpectSameAsGo(data, level, "mixed");
 }
 
 std::string FromHex(std::string_view hex) {
@@ -566,11 +566,26 @@ TEST(GoFlate, TiesBetweenBlockTypes) {
       6, "dynamic/fixed tie");
 }
 
+// Level 1 cuts the input into 65535-byte pieces and treats small last pieces
+// (<= 16, < 128 bytes) specially; matches reach into the previous piece.
+TEST(GoFlate, Level1PieceBoundaries) {
+  REQUIRE_ORACLE();
+  for (size_t n : {15, 16, 17, 18, 127, 128, 129, 65535, 65536, 65535 + 16, 65535 + 17, 65535 + 127,
+                   65535 + 128, 3 * 65535 + 40}) {
+    ExpectSameAsGo(Text(n, n), 1, "text");
+  }
+  ExpectSameAsGo(RandomBytes(200000, 3), 1, "random");
+  std::string period = RandomBytes(32768, 1);
+  for (int i = 0; i < 3; ++i) period += period;
+  ExpectSameAsGo(period, 1, "random data with period 32768");
+  ExpectSameAsGo(Mixed(6 << 20, 4), 1, "mixed");
+}
+
 // Many small cases with random generator, size and level: the cheap way to
 // reach rare paths (tiny blocks, 16384-token boundaries, stored/fixed ties).
 TEST(GoFlate, RandomizedCases) {
   REQUIRE_ORACLE();
-  static const int kLevels[] = {-2, -1, 0, 2, 3, 4, 5, 6, 7, 8, 9};
+  static const int kLevels[] = {-2, -1, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
   std::mt19937_64 rng(99);
   for (int i = 0; i < 80; ++i) {
     size_t n = rng() % 3 == 0 ? rng() % 3000 : rng() % 200000;
@@ -589,7 +604,7 @@ TEST(GoFlate, RandomizedCases) {
       default:
         data = RandomBytes(n, seed);
     }
-    ExpectSameAsGo(data, kLevels[rng() % 11], "case " + std::to_string(i));
+    ExpectSameAsGo(data, kLevels[rng() % 12], "case " + std::to_string(i));
   }
   for (int level : kLevels) {
     ExpectSameAsGo("", level, "empty");
@@ -603,7 +618,7 @@ TEST(GoFlate, RealTarOfADirectoryTree) {
   std::string tar = TarOfTree(root);
   ASSERT_GT(tar.size(), 1u << 20);
   ExpectSameAsGo(tar, 6, "tar");
-  for (int level : {-2, 2, 9}) ExpectSameAsGo(tar.substr(0, 4 << 20), level, "tar prefix");
+  for (int level : {-2, 1, 2, 9}) ExpectSameAsGo(tar.substr(0, 4 << 20), level, "tar prefix");
 }
 
 TEST(GoFlate, LargeInputTensOfMB) {
@@ -616,12 +631,16 @@ TEST(GoFlate, LargeInputTensOfMB) {
 TEST(GoFlate, WriteSizesDoNotChangeOutput) {
   REQUIRE_ORACLE();
   std::string data = Mixed(600000, 13);
-  std::string reference = Mine(data, 6, data.size() + 1);
-  for (size_t ws : {1, 7, 4096, 32768, 65536, 100000}) {
-    EXPECT_EQ(Mine(data, 6, ws), reference) << "goflate, write size " << ws;
-  }
-  for (int ws : {1, 32768, -5000, -70000}) {
-    EXPECT_EQ(Oracle::Get().Gzip(data, 6, ws), reference) << "Go, write size " << ws;
+  for (int level : {6, 1}) {
+    std::string reference = Mine(data, level, data.size() + 1);
+    for (size_t ws : {1, 7, 4096, 32768, 65536, 100000}) {
+      EXPECT_EQ(Mine(data, level, ws), reference)
+          << "goflate, level " << level << ", write size " << ws;
+    }
+    for (int ws : {1, 32768, -5000, -70000}) {
+      EXPECT_EQ(Oracle::Get().Gzip(data, level, ws), reference)
+          << "Go, level " << level << ", write size " << ws;
+    }
   }
 }
 
@@ -666,7 +685,7 @@ TEST(GoFlate, OutputInflatesWithZlib) {
   const std::string inputs[] = {Mixed(300000, 17), "\xff\xfe\x90\x91 abc \xff\xff", Text(50, 1),
                                 ""};
   for (const std::string& data : inputs) {
-    for (int level : {-2, 0, 2, 4, 6, 9}) {
+    for (int level : {-2, 0, 1, 2, 4, 6, 9}) {
       std::string gz = Mine(data, level);
       std::string out(data.size() + 1, '\0');
       z_stream zs{};
@@ -691,10 +710,13 @@ TEST(GoFlate, GzipHeaderAsGoWritesIt) {
   auto best = GoGzip("a", 9);
   ASSERT_TRUE(best.ok());
   EXPECT_EQ((*best)[8], '\x02');  // XFL: maximum compression
+  auto fast = GoGzip("a", 1);
+  ASSERT_TRUE(fast.ok());
+  EXPECT_EQ((*fast)[8], '\x04');  // XFL: fastest
 }
 
 TEST(GoFlate, RejectsUnsupportedLevels) {
-  for (int level : {-3, 1, 10}) {
+  for (int level : {-3, 10}) {
     auto r = GoGzip("x", level);
     ASSERT_FALSE(r.ok());
     EXPECT_EQ(r.status().code(), chunkstore::Code::kInvalidArgument);
