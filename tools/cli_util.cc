@@ -111,4 +111,24 @@ Result<std::unique_ptr<chunkstore::Repository>> OpenRepo(const Globals& g, bool 
   return chunkstore::Repository::Open(dir, secret, o);
 }
 
+// "90", "90s", "500ms", "10m", "2h" -> milliseconds.
+chunkstore::Result<uint64_t> ParseDuration(const std::string& s) {
+  size_t pos = 0;
+  double v = 0;
+  try {
+    v = std::stod(s, &pos);
+  } catch (...) {
+    pos = 0;
+  }
+  std::string unit = s.substr(pos);
+  double mult = unit.empty() || unit == "s"    ? 1000
+                : unit == "ms"                 ? 1
+                : unit == "m" || unit == "min" ? 60000
+                : unit == "h"                  ? 3600000
+                                               : -1;
+  if (pos == 0 || v < 0 || mult < 0)
+    return chunkstore::Status::InvalidArgument("`" + s + "` is not a duration (e.g. 90s, 10m, 1h)");
+  return static_cast<uint64_t>(v * mult);
+}
+
 }  // namespace coffer

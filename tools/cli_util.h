@@ -48,6 +48,9 @@ chunkstore::Result<std::unique_ptr<chunkstore::Repository>> OpenRepo(const Globa
 // Prints a JSON value on stdout (one line).
 void PrintJson(const nlohmann::json& j);
 
+// "90", "90s", "500ms", "10m", "2h" -> milliseconds.
+chunkstore::Result<uint64_t> ParseDuration(const std::string& s);
+
 }  // namespace coffer
 
 #endif  // COFFER_TOOLS_CLI_UTIL_H_

@@ -267,15 +267,28 @@ int RunRepair(Globals& g) {
   return r->problems.empty() ? kExitOk : kExitFail;
 }
 
-int RunGc(Globals& g) {
-  if (auto d = AskDaemon(g, {{"verb", "gc"}})) {  // the daemon holds the repository
+int RunGc(Globals& g, const std::string& grace) {
+  auto grace_ms = ParseDuration(grace);
+  if (!grace_ms.ok()) return FailMsg(g, "gc --grace: " + grace_ms.status().message(), kExitUsage);
+  nlohmann::json req = {{"verb", "gc"}, {"grace_s", *grace_ms / 1000}};
+  if (auto d = AskDaemon(g, req)) {  // the daemon holds the repository
     if (!d->value("ok", false)) return FailMsg(g, "gc: " + d->value("error", ""));
-    if (g.json)
+    if (g.json) {
       PrintJson(*d);
-    else
-      std::printf("gc (by the mount daemon): %s freed, %llu packs deleted\n",
-                  HumanBytes(d->value("bytes_freed", 0ull)).c_str(),
-                  (unsigned long long)d->value("packs_deleted", 0ull));
+      return kExitOk;
+    }
+    if (d->contains("registry_blobs_deleted"))
+      std::printf(
+          "gc (registry): %llu manifests, %llu blobs referenced, %llu recent kept, "
+          "%llu unreferenced deleted (%s)\n",
+          (unsigned long long)d->value("registry_manifests", 0ull),
+          (unsigned long long)d->value("registry_blobs_kept", 0ull),
+          (unsigned long long)d->value("registry_blobs_recent", 0ull),
+          (unsigned long long)d->value("registry_blobs_deleted", 0ull),
+          HumanBytes(d->value("registry_bytes_deleted", 0ull)).c_str());
+    std::printf("gc (by the mount daemon): %s freed, %llu packs deleted\n",
+                HumanBytes(d->value("bytes_freed", 0ull)).c_str(),
+                (unsigned long long)d->value("packs_deleted", 0ull));
     return kExitOk;
   }
   auto repo = OpenRepo(g, false);
@@ -320,9 +333,12 @@ void AddRepoCommands(CLI::App& app, Globals& g, int* rc) {
   auto* repair = app.add_subcommand("repair", "repair the repository");
   repair->add_flag("--rebuild-index", *rebuild, "rebuild the index from the packs")->required();
   repair->callback([&g, rc, rebuild] { *rc = RunRepair(g); });
-  app.add_subcommand("gc", "remove chunks nothing references; repack")->callback([&g, rc] {
-    *rc = RunGc(g);
-  });
+  auto grace = std::make_shared<std::string>("1h");
+  auto* gc = app.add_subcommand("gc", "remove chunks nothing references; repack");
+  gc->add_option("--grace", *grace,
+                 "with `coffer serve` running: keep unreferenced registry blobs linked this "
+                 "recently (default 1h)");
+  gc->callback([&g, rc, grace] { *rc = RunGc(g, *grace); });
 }
 
 }  // namespace coffer

@@ -146,6 +146,19 @@ int RunServe(Globals& g, ServeArgs a, const std::vector<std::string>& given) {
                  repo_dir.c_str(), mountpoint.c_str(), ro.tls_cert.empty() ? "http" : "https",
                  reg->address().c_str());
   };
+  // `coffer gc` against this daemon first collects the registry's unreferenced
+  // blobs (through the mount), then the chunks nothing holds any more.
+  mo.before_gc =
+      [&](int64_t grace_s) -> chunkstore::Result<std::vector<std::pair<std::string, uint64_t>>> {
+    std::lock_guard<std::mutex> l(reg_mu);
+    if (!reg) return std::vector<std::pair<std::string, uint64_t>>{};
+    auto r = reg->CollectGarbage(grace_s);
+    if (!r.ok()) return r.status();
+    return std::vector<std::pair<std::string, uint64_t>>{
+        {"registry_manifests", r->manifests},         {"registry_blobs_kept", r->blobs_kept},
+        {"registry_blobs_recent", r->blobs_recent},   {"registry_blobs_deleted", r->blobs_deleted},
+        {"registry_bytes_deleted", r->bytes_deleted}, {"registry_links_removed", r->links_removed}};
+  };
   std::thread waiter([&] {
     struct timespec tick = {0, 200 * 1000 * 1000};
     while (!done) {

@@ -116,6 +116,7 @@ class Fs {
   chunkstore::Result<chunkstore::SnapshotInfo> Snapshot(const std::string& set,
                                                         const std::string& tag);
   chunkstore::Result<chunkstore::GcReport> Gc();
+  void UnlinkBlob(fuse_req_t req, const char* name);
   chunkstore::Repository* repo() { return repo_; }
   // Nanoseconds since the epoch of the last request (for the idle timeout).
   int64_t last_access_ns() const { return last_access_.load(); }

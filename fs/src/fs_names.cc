@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "audit.h"
 #include "fs.h"
 
 namespace cofferfs {
@@ -506,6 +507,26 @@ std::string Fs::StatsJson() {
   j["heads_loaded"] = heads_.size();
   j["open_files"] = open_files_.load();
   return j.dump(2) + "\n";
+}
+
+// Deleting a blob drops its root; its chunks go at the next gc unless something
+// else holds them. Only a thread of this daemon may: the registry's garbage
+// collector, which `coffer serve` runs in this process. For everyone else the
+// blobs are read-only (EROFS), so `rm -rf` on the mount cannot empty a registry.
+// Readers that have the blob open keep reading until that gc.
+void Fs::UnlinkBlob(fuse_req_t req, const char* name) {
+  const struct fuse_ctx* ctx = fuse_req_ctx(req);
+  std::string task = "/proc/self/task/" + std::to_string(ctx->pid);
+  if (ctx->pid <= 0 || ::access(task.c_str(), F_OK) != 0) return (void)fuse_reply_err(req, EROFS);
+  if (!IsHexDigest(name)) return (void)fuse_reply_err(req, ENOENT);
+  chunkstore::Status st = repo_->DeleteBlob(std::string("sha256:") + name);
+  if (!st.ok()) return (void)fuse_reply_err(req, Errno(st));
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    named_.erase({kShaIno, name});
+  }
+  if (audit_) audit_->Note("blob_delete", {{"digest", std::string("sha256:") + name}});
+  fuse_reply_err(req, 0);
 }
 
 }  // namespace cofferfs

@@ -173,6 +173,7 @@ void Fs::Unlink(fuse_req_t req, fuse_ino_t parent, const char* name, bool dir) {
     std::lock_guard<std::mutex> l(mu_);
     return (void)fuse_reply_err(req, uploads_.erase(name) ? 0 : ENOENT);
   }
+  if (p->kind == Kind::kShaDir && !dir) return UnlinkBlob(req, name);
   if (p->kind != Kind::kTree) return (void)fuse_reply_err(req, EROFS);
   if (p->tree->read_only()) return (void)fuse_reply_err(req, EROFS);
   std::lock_guard<std::mutex> l(p->tree->mu());

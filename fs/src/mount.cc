@@ -79,7 +79,7 @@ const struct fuse_lowlevel_ops kOps = [] {
 }();
 
 // Answers control-socket requests with the daemon's Fs.
-std::string HandleControl(Fs* fs, const std::string& line) {
+std::string HandleControl(Fs* fs, const MountOptions& opts, const std::string& line) {
   auto req = nlohmann::json::parse(line, nullptr, false);
   auto fail = [](const Status& st) {
     return nlohmann::json(
@@ -102,15 +102,21 @@ std::string HandleControl(Fs* fs, const std::string& line) {
         .dump();
   }
   if (verb == "gc") {
+    nlohmann::json out = {{"ok", true}};
+    if (opts.before_gc) {
+      int64_t grace = req.value("grace_s", int64_t{3600});
+      auto pre = opts.before_gc(grace < 0 ? 0 : grace);
+      if (!pre.ok()) return fail(pre.status());
+      for (const auto& [k, v] : *pre) out[k] = v;
+    }
     auto r = fs->Gc();
     if (!r.ok()) return fail(r.status());
-    return nlohmann::json({{"ok", true},
-                           {"live_chunks", r->live_chunks},
-                           {"dead_chunks", r->dead_chunks},
-                           {"packs_deleted", r->packs_deleted},
-                           {"packs_repacked", r->packs_repacked},
-                           {"bytes_freed", r->bytes_freed}})
-        .dump();
+    out.update({{"live_chunks", r->live_chunks},
+                {"dead_chunks", r->dead_chunks},
+                {"packs_deleted", r->packs_deleted},
+                {"packs_repacked", r->packs_repacked},
+                {"bytes_freed", r->bytes_freed}});
+    return out.dump();
   }
   if (verb == "stats") {
     auto s = fs->repo()->GetStats();
@@ -186,7 +192,8 @@ Status RunMount(std::unique_ptr<chunkstore::Repository> repo, const MountOptions
   ControlServer control;
   std::string sock =
       opts.control_socket.empty() ? ControlSocketPath(repo->dir()) : opts.control_socket;
-  Status st = control.Start(sock, [&fs](const std::string& r) { return HandleControl(&fs, r); });
+  Status st = control.Start(
+      sock, [&fs, &opts](const std::string& r) { return HandleControl(&fs, opts, r); });
   if (!st.ok())
     fprintf(stderr, "coffer: %s (administrative verbs unavailable)\n", st.message().c_str());
   if (audit) audit->Note("mount", {{"mountpoint", opts.mountpoint}});

@@ -65,7 +65,8 @@ bool Handler::RepoExists(const std::string& name) {
   return storage_->IsDir(name + "/_manifests") || storage_->IsDir(name + "/_layers");
 }
 Status Handler::LinkBlob(const std::string& name, const std::string& hex) {
-  if (storage_->Exists(LayerLinkPath(name, hex))) return Status::OK();
+  // Rewritten even when present: its mtime is what the garbage collector's
+  // grace period counts from (a layer pushed again is recent again).
   return storage_->WriteFile(LayerLinkPath(name, hex), "sha256:" + hex);
 }
 
@@ -252,11 +253,7 @@ std::vector<std::string> Page(const std::vector<std::string>& all, size_t n,
 
 }  // namespace
 
-Response Handler::Catalog(const Request& req, const Route& r, const std::string& user) {
-  size_t n;
-  std::string last;
-  if (!PageParams(r.query, &n, &last))
-    return ErrorResponse(400, "PAGINATION_NUMBER_INVALID", "n must be a non-negative integer");
+std::vector<std::string> Handler::ListRepos() {
   // Repositories are the directories below /repos that hold _manifests or _layers;
   // names never start with '_' or '.', so internal entries are skipped.
   std::vector<std::string> repos;
@@ -270,11 +267,21 @@ Response Handler::Catalog(const Request& req, const Route& r, const std::string&
       std::string child = rel.empty() ? e : rel + "/" + e;
       if (ValidRepoName(child) && storage_->IsDir(child)) walk(child, depth + 1);
     }
-    if (is_repo && !rel.empty() && (!auth_ || auth_->Allowed(user, rel, kPull)))
-      repos.push_back(rel);
+    if (is_repo && !rel.empty()) repos.push_back(rel);
   };
   walk("", 0);
   std::sort(repos.begin(), repos.end());
+  return repos;
+}
+
+Response Handler::Catalog(const Request& req, const Route& r, const std::string& user) {
+  size_t n;
+  std::string last;
+  if (!PageParams(r.query, &n, &last))
+    return ErrorResponse(400, "PAGINATION_NUMBER_INVALID", "n must be a non-negative integer");
+  std::vector<std::string> repos;
+  for (auto& name : ListRepos())
+    if (!auth_ || auth_->Allowed(user, name, kPull)) repos.push_back(std::move(name));
   bool more = false;
   auto page = Page(repos, n, last, &more);
   json::object body;

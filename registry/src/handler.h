@@ -7,10 +7,13 @@
 
 #include <cstdint>
 #include <map>
+#include <shared_mutex>
 #include <string>
+#include <vector>
 
 #include "auth.h"
 #include "http.h"
+#include "registry/server.h"
 #include "storage.h"
 #include "token.h"
 
@@ -88,12 +91,21 @@ class Handler {
   // Publishes upload `id` as `digest` and links it into `name` (201, or the error).
   Response FinishUpload(const std::string& name, const std::string& id, const std::string& digest);
   Storage* storage() { return storage_; }
+  // Every repository below /repos (directories holding _manifests or _layers).
+  std::vector<std::string> ListRepos();
+  // The registry's garbage collection (handler_gc.cc; see Registry::CollectGarbage).
+  chunkstore::Result<RegistryGcReport> CollectGarbage(int64_t grace_s, int64_t now_s);
+  // Held shared by every request that links a blob or stores a manifest, and
+  // exclusively by the garbage collection, so a manifest is never stored over
+  // a blob being deleted, nor a link refreshed behind the collector's back.
+  std::shared_mutex& gc_mutex() { return gc_mu_; }
   const HandlerOptions& options() const { return opts_; }
 
  private:
   Storage* const storage_;
   Auth* const auth_;
   const HandlerOptions opts_;
+  std::shared_mutex gc_mu_;
 };
 
 // Paths below /repos.

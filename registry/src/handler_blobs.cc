@@ -183,6 +183,8 @@ Dispatch Handler::StartUpload(const Request& req, const Route& r, const std::str
       // blob of a repository the user cannot pull.
       ok = !auth_ && storage_->BlobSize(hex).ok();
     }
+    std::shared_lock<std::shared_mutex> gc(gc_mu_);
+    if (ok) ok = storage_->BlobSize(hex).ok();  // still there: no gc ran since the check
     if (ok) {
       Status st = LinkBlob(r.name, hex);
       if (st.ok()) st = storage_->Sync();
@@ -290,6 +292,7 @@ Dispatch Handler::PutUpload(const Request& req, const Route& r) {
 Response Handler::FinishUpload(const std::string& name, const std::string& id,
                                const std::string& digest) {
   std::string hex = DigestHex(digest);
+  std::shared_lock<std::shared_mutex> gc(gc_mu_);  // publish and link as one step
   Status st = storage_->Publish(id, hex);
   if (st.code() == chunkstore::Code::kInvalidArgument) {
     // The bytes are not what the client claimed: the upload is useless now.

@@ -143,6 +143,8 @@ Response Handler::StoreManifest(const std::string& name, const std::string& ref,
   auto m = ParseManifest(body, content_type);
   if (!m.ok())
     return ErrorResponse(400, "MANIFEST_INVALID", "manifest invalid", m.status().message());
+  // From the check that its blobs exist to the stored revision: no gc between.
+  std::shared_lock<std::shared_mutex> gc(gc_mu_);
   for (const auto& d : m->blobs) {
     std::string h = DigestHex(d);
     if (!BlobLinked(name, h) || !storage_->BlobSize(h).ok())
@@ -169,7 +171,10 @@ Response Handler::StoreManifest(const std::string& name, const std::string& ref,
     }
   }
   std::string rev = RevisionDir(name, hex);
-  Status st = storage_->WriteFile(rev + "/type", m->media_type);
+  // Linked like a layer too, so that once the revision is deleted the garbage
+  // collector finds the manifest's own blob and frees it.
+  Status st = LinkBlob(name, hex);
+  if (st.ok()) st = storage_->WriteFile(rev + "/type", m->media_type);
   if (st.ok()) st = storage_->WriteFile(rev + "/link", digest);
   if (st.ok() && ref != digest)
     st = storage_->WriteFile(TagDir(name, ref) + "/current/link", digest);

@@ -8,6 +8,7 @@
 #include <boost/json.hpp>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 
 #include "names.h"
 #include "test_util.h"
@@ -470,6 +471,74 @@ TEST_F(HandlerTest, ManifestDelete) {
   o.delete_enabled = false;
   Reset(o);
   EXPECT_EQ(Call("DELETE", "/v2/a/manifests/v1").status, 405);
+}
+
+// ---- garbage collection ------------------------------------------------------------
+
+TEST_F(HandlerTest, GarbageCollection) {
+  const int64_t now = ::time(nullptr);
+  std::string m = ImageManifest("a", "layer-a");  // config + layer, referenced
+  std::string md = Digest(m);
+  ASSERT_EQ(PutManifest("a", "v1", m).status, 201);
+  std::string loose = PushBlob("b", "pushed, never referenced");
+  std::string shared = PushBlob("b", "layer-a");  // referenced through repository a
+  auto blob_exists = [&](const std::string& d) {
+    return std::filesystem::exists(dir_.path() + "/blobs/sha256/" + DigestHex(d));
+  };
+
+  // Everything was linked just now: the unreferenced blob is inside the grace period.
+  auto r = handler_->CollectGarbage(3600, now);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->manifests, 1u);
+  EXPECT_EQ(r->blobs_recent, 1u);
+  EXPECT_EQ(r->blobs_deleted, 0u);
+  EXPECT_TRUE(blob_exists(loose));
+
+  // An hour later it goes, with its link; the referenced ones stay.
+  r = handler_->CollectGarbage(3600, now + 3601);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->blobs_deleted, 1u);
+  EXPECT_EQ(r->bytes_deleted, std::string("pushed, never referenced").size());
+  EXPECT_EQ(r->links_removed, 1u);
+  EXPECT_FALSE(blob_exists(loose));
+  EXPECT_TRUE(blob_exists(shared));
+  EXPECT_EQ(Call("GET", "/v2/b/blobs/" + loose).status, 404);
+  EXPECT_EQ(Call("GET", "/v2/b/blobs/" + shared).status, 200);
+  EXPECT_EQ(Call("GET", "/v2/a/manifests/v1").status, 200);
+
+  // A manifest that no longer parses stops the collection before anything goes.
+  std::string mpath = dir_.path() + "/blobs/sha256/" + DigestHex(md);
+  std::string saved = BodyOf(Call("GET", "/v2/a/manifests/v1"));
+  { std::ofstream(mpath, std::ios::trunc) << "{not json"; }
+  r = handler_->CollectGarbage(0, now + 7200);
+  EXPECT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find(md), std::string::npos) << r.status().ToString();
+  { std::ofstream(mpath, std::ios::trunc) << saved; }
+
+  // Deleting the manifest frees its config and layers (the layer also through b).
+  ASSERT_EQ(Call("DELETE", "/v2/a/manifests/" + md).status, 202);
+  r = handler_->CollectGarbage(3600, now + 7200);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->manifests, 0u);
+  EXPECT_EQ(r->blobs_deleted, 3u);  // config, layer and the manifest's own blob
+  EXPECT_FALSE(blob_exists(md));
+  EXPECT_FALSE(blob_exists(shared));
+  // A manifest pushed now must not reference what the collector deleted.
+  EXPECT_EQ(PutManifest("a", "v2", m).status, 400);
+}
+
+TEST_F(HandlerTest, GarbageCollectionKeepsIndexChildren) {
+  std::string child = ImageManifest("a");
+  ASSERT_EQ(PutManifest("a", Digest(child), child).status, 201);
+  std::string index = std::string("{\"schemaVersion\":2,\"mediaType\":\"") + kOciIndex +
+                      "\",\"manifests\":[{\"mediaType\":\"" + kOciManifest + "\",\"digest\":\"" +
+                      Digest(child) + "\",\"size\":" + std::to_string(child.size()) + "}]}";
+  ASSERT_EQ(PutManifest("a", "multi", index, kOciIndex).status, 201);
+  auto r = handler_->CollectGarbage(0, ::time(nullptr) + 10);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->manifests, 2u);
+  EXPECT_EQ(r->blobs_deleted, 0u);
+  EXPECT_EQ(Call("GET", "/v2/a/manifests/multi").status, 200);
 }
 
 // ---- referrers ------------------------------------------------------------------

@@ -405,6 +405,13 @@ class RegistryImpl : public Registry {
 
   std::string address() const override { return address_; }
 
+  chunkstore::Result<RegistryGcReport> CollectGarbage(int64_t grace_s) override {
+    int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count();
+    return handler_.CollectGarbage(grace_s, now);
+  }
+
  private:
   static HandlerOptions WithToken(HandlerOptions h, const TokenAuthority* t, bool tls) {
     h.token = t;

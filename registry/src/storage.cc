@@ -180,6 +180,18 @@ class PosixStorage : public Storage {
     return Status::OK();
   }
 
+  Status RemoveBlob(const std::string& hex) override {
+    if (::unlink(BlobPath(hex).c_str()) != 0) return Errno("delete blob sha256:" + hex);
+    if (verify_) return FsyncDir(root_ + "/blobs/sha256");
+    return Status::OK();
+  }
+
+  Result<int64_t> ModifiedAt(const std::string& rel) override {
+    struct stat st;
+    if (::stat(RepoPath(rel).c_str(), &st) != 0) return Errno("stat `repos/" + rel + "`");
+    return static_cast<int64_t>(st.st_mtime);
+  }
+
   Status RemoveUpload(const std::string& id) override {
     if (::unlink(UploadPath(id).c_str()) != 0) return Errno("remove upload `" + id + "`");
     return Status::OK();

@@ -45,6 +45,8 @@ class Storage {
   virtual Result<std::pair<int, uint64_t>> OpenBlob(const std::string& hex) = 0;
   // The whole blob when it is at most `max` bytes (FailedPrecondition if larger).
   virtual Result<std::string> ReadBlob(const std::string& hex, uint64_t max) = 0;
+  // Deletes the blob (garbage collection). NotFound when absent.
+  virtual Status RemoveBlob(const std::string& hex) = 0;
 
   // --- uploads (id: a validated upload id) ---
   virtual Status CreateUpload(const std::string& id) = 0;
@@ -70,6 +72,8 @@ class Storage {
   // Entry names of a directory, sorted. NotFound when absent.
   virtual Result<std::vector<std::string>> List(const std::string& rel) = 0;
   virtual bool IsDir(const std::string& rel) = 0;
+  // Last modification, seconds since the epoch. NotFound when absent.
+  virtual Result<int64_t> ModifiedAt(const std::string& rel) = 0;
 };
 
 // `verify`: hash uploads before publishing and fsync each write (plain

@@ -9,6 +9,8 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "chunkstore/status.h"
 #include "chunkstore/store.h"
@@ -30,6 +32,12 @@ struct MountOptions {
   // this off and ends the mount through `stop` once its registry has stopped.
   bool handle_signals = true;
   std::atomic<bool>* stop = nullptr;  // when set true, the mount ends within ~200 ms
+  // Runs first on a `gc` control request, before the chunks are collected and
+  // outside every fs lock, so it may use the mount (`coffer serve`: the registry
+  // deletes blobs no manifest references). `grace_s` is the request's grace
+  // period. Returns counters that join the reply, or an error that ends the gc.
+  std::function<chunkstore::Result<std::vector<std::pair<std::string, uint64_t>>>(int64_t grace_s)>
+      before_gc;
 };
 
 // Mounts `repo` and serves requests until unmounted (umount, SIGINT/SIGTERM, idle

@@ -44,6 +44,16 @@ struct RegistryOptions {
   enum class Verify { kAuto, kAlways, kNever } verify = Verify::kAuto;
 };
 
+// What a garbage collection did (docs/registry.md, "Garbage collection").
+struct RegistryGcReport {
+  uint64_t manifests = 0;      // manifests read (every revision of every repository)
+  uint64_t blobs_kept = 0;     // blobs some manifest references
+  uint64_t blobs_recent = 0;   // unreferenced, but linked within the grace period
+  uint64_t blobs_deleted = 0;  // unreferenced and older: deleted from /blobs
+  uint64_t bytes_deleted = 0;
+  uint64_t links_removed = 0;  // repository links to the deleted blobs
+};
+
 // A running registry. Start() returns once the socket listens; requests are
 // served on `threads` threads until Stop() or destruction. Thread-safe.
 class Registry {
@@ -54,6 +64,12 @@ class Registry {
   virtual void Stop() = 0;
   // The address actually listened on, "127.0.0.1:5000".
   virtual std::string address() const = 0;
+  // Deletes every blob that no manifest of any repository references and that
+  // no repository has linked for `grace_s` seconds (pushes in progress link
+  // their layers before their manifest arrives). Pushes and pulls go on; only
+  // manifest pushes, blob commits and deletions wait while it runs. Blobs the
+  // registry never linked (put there by other tools) are never touched.
+  virtual chunkstore::Result<RegistryGcReport> CollectGarbage(int64_t grace_s) = 0;
 
  protected:
   Registry() = default;
