@@ -345,8 +345,12 @@ class Oracle {
     }
     WriteFile(dir_ / "main.go", kOracleGo);
     WriteFile(dir_ / "go.mod", "module oracle\n\ngo 1.19\n");
-    // ctest may run without HOME; Go then needs an explicit build cache.
-    std::string env = getenv("HOME") ? "" : "GOCACHE=" + (dir_ / "gocache").string() + " ";
+    // ctest may run without HOME; Go then needs an explicit build cache, shared
+    // by the test processes so that only the first one compiles the library.
+    std::string env =
+        getenv("HOME")
+            ? ""
+            : "GOCACHE=" + (fs::temp_directory_path() / "goflate_test_gocache").string() + " ";
     std::string cmd = "cd " + dir_.string() + " && " + env + "go build -o oracle . 2>&1";
     ok_ = Run(cmd) == 0;
     if (!ok_) why_ = "go build of the oracle failed: " + cmd;
