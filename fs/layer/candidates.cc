@@ -2,15 +2,17 @@
 
 #include <algorithm>
 
-#include "identify.h"
+#include "identify.h"  // kMaxLagBytes
 
 namespace cofferlayer::internal {
 namespace {
 constexpr size_t kReplayPiece = 256 * 1024;
 }
 
-MemberMatcher::MemberMatcher(std::vector<EncoderSpec> queue, size_t wave)
-    : queue_(queue.begin(), queue.end()), wave_size_(std::max<size_t>(1, wave)) {
+MemberMatcher::MemberMatcher(std::vector<EncoderSpec> queue, size_t wave, size_t replay_limit)
+    : queue_(queue.begin(), queue.end()),
+      wave_size_(std::max<size_t>(1, wave)),
+      replay_limit_(replay_limit) {
   StartWaves();
 }
 
@@ -89,7 +91,7 @@ void MemberMatcher::AddCompressed(std::string_view bytes) {
 }
 
 void MemberMatcher::AddPlain(std::string_view bytes) {
-  if (replay_ok_ && plain_.size() + bytes.size() > kReplayBytes) {
+  if (replay_ok_ && plain_.size() + bytes.size() > replay_limit_) {
     replay_ok_ = false;  // later waves can no longer start from byte 0
     plain_.clear();
     plain_.shrink_to_fit();

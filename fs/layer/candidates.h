@@ -16,8 +16,9 @@ namespace cofferlayer::internal {
 
 class MemberMatcher {
  public:
-  // queue: the specs to try, best first; wave: how many run at once.
-  MemberMatcher(std::vector<EncoderSpec> queue, size_t wave);
+  // queue: the specs to try, best first; wave: how many run at once;
+  // replay_limit: plain bytes kept so that a later wave can start from byte 0.
+  MemberMatcher(std::vector<EncoderSpec> queue, size_t wave, size_t replay_limit);
 
   void AddCompressed(std::string_view bytes);
   void AddPlain(std::string_view bytes);
@@ -43,7 +44,7 @@ class MemberMatcher {
   void Trim();
 
   std::deque<EncoderSpec> queue_;
-  size_t wave_size_;
+  size_t wave_size_, replay_limit_;
   std::vector<Candidate> wave_;
   std::string comp_;  // compressed bytes [comp_base_, comp_base_ + size)
   uint64_t comp_base_ = 0, comp_total_ = 0;

@@ -1,5 +1,10 @@
 #include "identify.h"
 
+#define ZSTD_STATIC_LINKING_ONLY  // ZSTD_getCParams: the window log a level picks
+#include <zstd.h>
+
+#include <algorithm>
+
 #include "candidates.h"
 #include "gzip.h"
 #include "zstd_layer.h"
@@ -57,11 +62,21 @@ std::vector<EncoderSpec> GzipCandidates(const GzipHeader& h) {
   return out;
 }
 
-// The CLI's default level (3) first, and its multithreaded mode before the
-// single-threaded one; frame parameters as the header says.
+// The CLI's default level (3) and the popular ones first, and its
+// multithreaded mode before the single-threaded one; frame parameters as the
+// header says. Levels whose window log is the header's go before the others:
+// a wrong multithreaded candidate shows nothing until its first job (up to
+// 4 << window_log bytes) is done, so trying the likely ones first matters.
 std::vector<EncoderSpec> ZstdCandidates(const ZstdFrameHeader& h) {
+  std::vector<int> levels = LevelOrder({3, 19, 1, 9}, 1, 19);
+  if (h.window_log) {
+    uint64_t size = h.has_content_size ? h.content_size : 0;
+    std::stable_partition(levels.begin(), levels.end(), [&](int l) {
+      return ZSTD_getCParams(l, size, 0).windowLog == h.window_log;
+    });
+  }
   std::vector<EncoderSpec> out;
-  for (int level : LevelOrder({3}, 1, 19)) {
+  for (int level : levels) {
     for (bool mt : {true, false}) {
       EncoderSpec z;
       z.id = EncoderId::kZstd;
@@ -123,7 +138,8 @@ class LayerAnalyzer::Impl : public DecodeSink {
     if (a_.compression == LayerCompression::kGzip) {
       auto h = ParseGzipHeader(header);
       if (!h.ok() || !h->has_value()) return Status::Corruption("gzip header vanished");
-      matcher_ = std::make_unique<internal::MemberMatcher>(GzipCandidates(**h), kDeflateWave);
+      matcher_ = std::make_unique<internal::MemberMatcher>(GzipCandidates(**h), kDeflateWave,
+                                                           kReplayBytes);
     }
     return Status::OK();
   }
@@ -138,7 +154,8 @@ class LayerAnalyzer::Impl : public DecodeSink {
     auto h = ParseZstdFrameHeader(zhead_);
     if (!h.ok()) return h.status();
     if (!h->has_value()) return Status::OK();
-    matcher_ = std::make_unique<internal::MemberMatcher>(ZstdCandidates(**h), kZstdWave);
+    matcher_ =
+        std::make_unique<internal::MemberMatcher>(ZstdCandidates(**h), kZstdWave, kZstdReplayBytes);
     matcher_->AddCompressed(zhead_);
     zhead_.clear();
     return Status::OK();

@@ -9,7 +9,8 @@
 // the pushed stream; at the first differing byte it is dropped. Wrong
 // candidates differ at their first block, so a wave normally dies within a few
 // hundred KiB. While the member's first kReplayBytes of plain data are still
-// buffered, a dead wave is followed by the next, replayed from the buffer;
+// buffered (kZstdReplayBytes for zstd), a dead wave is followed by the
+// next, replayed from the buffer;
 // past that only the running wave can still win. Single pass over the blob,
 // memory bounded by the buffers below plus the live encoders' states.
 #ifndef COFFERLAYER_IDENTIFY_H_
@@ -27,6 +28,9 @@
 namespace cofferlayer {
 
 inline constexpr size_t kReplayBytes = 16 << 20;  // plain bytes kept for later waves
+// zstd: a ZSTDMT candidate shows its first bytes only after a job of up to
+// 4 << window_log plain bytes (32 MiB at level 19), so more is kept.
+inline constexpr size_t kZstdReplayBytes = 64 << 20;
 inline constexpr size_t kMaxLagBytes = 64 << 20;  // compressed bytes a candidate may trail
 inline constexpr size_t kMaxTailBytes = 1 << 20;  // raw bytes after the last member
 

@@ -1,7 +1,9 @@
 #include "tar.h"
 
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 
+#include <cstring>
 #include <random>
 
 #include "layer_test_util.h"
@@ -323,6 +325,80 @@ TEST(TarScannerTest, CorpusTarMatchesTarSplit) {
   ASSERT_TRUE(s.ok()) << s.ToString();
   ExpectExact(data, sink);
   EXPECT_EQ(OurSegments(sink), TarSplitSegments(tar, dir));
+}
+
+// A ustar header; sizes of 8 GiB and more in GNU base-256.
+std::string UstarHeader(const std::string& name, uint64_t size, char type) {
+  std::string h(kTarBlock, '\0');
+  memcpy(&h[0], name.data(), name.size());
+  snprintf(&h[100], 8, "%07o", 0644);
+  snprintf(&h[108], 8, "%07o", 0);
+  snprintf(&h[116], 8, "%07o", 0);
+  if (size < (1ull << 33)) {
+    snprintf(&h[124], 12, "%011llo", static_cast<unsigned long long>(size));
+  } else {
+    h[124] = static_cast<char>(0x80);
+    for (int i = 0; i < 8; ++i) h[135 - i] = static_cast<char>(size >> (8 * i));
+  }
+  snprintf(&h[136], 12, "%011o", 0);
+  h[156] = type;
+  memcpy(&h[257],
+         "ustar\0"
+         "00",
+         8);
+  memset(&h[148], ' ', 8);
+  unsigned sum = 0;
+  for (unsigned char c : h) sum += c;
+  snprintf(&h[148], 8, "%06o", sum);
+  h[155] = ' ';
+  return h;
+}
+
+long MaxRssKb() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_maxrss;
+}
+
+// Counts without keeping: the scanner itself must not buffer member data.
+class CountingSink : public TarSink {
+ public:
+  Status OnRaw(std::string_view b) override {
+    raw += b.size();
+    return Status::OK();
+  }
+  Status OnMemberBegin(const TarMember& m) override {
+    sizes.push_back(m.size);
+    return Status::OK();
+  }
+  Status OnMemberData(std::string_view b) override {
+    data += b.size();
+    return Status::OK();
+  }
+  Status OnMemberEnd() override { return Status::OK(); }
+  uint64_t raw = 0, data = 0;
+  std::vector<uint64_t> sizes;
+};
+
+TEST(TarScannerTest, NineGiBMemberInBoundedMemory) {
+  const uint64_t size = (9ull << 30) + 100;  // base-256 size field, 412 bytes of padding
+  std::string piece(1 << 20, 'z');
+  CountingSink sink;
+  TarScanner sc(&sink);
+  long rss_before = MaxRssKb();
+  ASSERT_TRUE(sc.Feed(UstarHeader("big.img", size, '0')).ok());
+  for (uint64_t left = size; left > 0;) {
+    size_t n = static_cast<size_t>(std::min<uint64_t>(left, piece.size()));
+    ASSERT_TRUE(sc.Feed(std::string_view(piece).substr(0, n)).ok());
+    left -= n;
+  }
+  ASSERT_TRUE(sc.Feed(std::string(412 + 2 * kTarBlock, '\0')).ok());
+  ASSERT_TRUE(sc.Finish().ok());
+  EXPECT_TRUE(sc.saw_end_marker());
+  EXPECT_EQ(sink.sizes, std::vector<uint64_t>{size});
+  EXPECT_EQ(sink.data, size);
+  EXPECT_EQ(sink.raw, kTarBlock + 412 + 2 * kTarBlock);
+  EXPECT_LT(MaxRssKb() - rss_before, 16 * 1024) << "scanner memory grew";
 }
 
 TEST(EntryNameTest, Validate) {
