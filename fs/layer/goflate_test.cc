@@ -556,7 +556,8 @@ std::string FromHex(std::string_view hex) {
 }
 
 // Inputs found by search where the computed sizes tie: stored vs Huffman
-// (Go keeps Huffman) and dynamic vs fixed (Go keeps fixed).
+// (Go keeps Huffman) and dynamic vs fixed (Go keeps fixed); and one where
+// level 1's stored/dynamic choice depends on leaving out the extra bits.
 TEST(GoFlate, TiesBetweenBlockTypes) {
   REQUIRE_ORACLE();
   ExpectSameAsGo(
@@ -568,6 +569,18 @@ TEST(GoFlate, TiesBetweenBlockTypes) {
       FromHex("8e8e02018d8e8d02638d620102636201018d8e62616163006263018e8e02018d8e8d02638d"
               "620102636201018d8e6261616300626301"),
       6, "dynamic/fixed tie");
+  // Level 1 leaves extra bits out when it weighs stored against dynamic; with
+  // them this piece would be stored.
+  ExpectSameAsGo(
+      FromHex("6aa971fa87faf23f80fc73ec965ce2f989ad2edc390d3aafc2178c3608c4acdca28b3c4a71"
+              "df424012afc927eea7fa6aa971fa87fa6aa971fa87fa1a0aa60bae9d5a9bc91a0aa60bae9d"
+              "5a9bc91a0aa60bae9d5a9bc91a6d0327174bbdc52df2cb224f73e33054dc6d9fb22ffdf99a"
+              "1ac2695a33987f3210b76a0bd5231f44cabec2e6bbfab025ba16d31818cbbdc52df2cb224f"
+              "73e33054dc562d417e8187dc42c0a4642c0466229bbd0a1a0f15c6433866c71a0aa60bae9d"
+              "5a9bc9e7144c463276c665f6add590cabec2e6bbfab025ba16d3d1e0d1c733987f3210ab64"
+              "065273ec965ce2f989ad2e5f02bf67fbae78b660de6ce1e39d5d92cabec2e6bbfab025ba16"
+              "d337fc5e5bf7b1011ef4328e69"),
+      1, "level 1 stored/dynamic, extra bits not counted");
 }
 
 // Level 1 cuts the input into 65535-byte pieces and treats small last pieces
