@@ -193,6 +193,8 @@ int RunStats(Globals& g) {
                {"chunks", s->chunks},
                {"packs", s->packs},
                {"blobs", s->blobs},
+               {"layers_stored", s->encoded_blobs},
+               {"layers_stored_bytes", s->encoded_blob_bytes},
                {"snapshots", s->snapshots},
                {"dedup_ratio", s->dedup_ratio()},
                {"compression_ratio", s->compression_ratio()}});
@@ -201,6 +203,10 @@ int RunStats(Globals& g) {
   std::printf("repository:        %s\n", (*repo)->dir().c_str());
   std::printf("blobs, snapshots:  %llu, %llu\n", (unsigned long long)s->blobs,
               (unsigned long long)s->snapshots);
+  std::printf(
+      "layers:            %llu of the blobs (%s) stored as tar + recipe, the rest as "
+      "pushed\n",
+      (unsigned long long)s->encoded_blobs, HumanBytes(s->encoded_blob_bytes).c_str());
   std::printf("logical bytes:     %s (%llu)\n", HumanBytes(s->logical_bytes).c_str(),
               (unsigned long long)s->logical_bytes);
   std::printf("unique bytes:      %s in %llu chunks\n", HumanBytes(s->unique_bytes).c_str(),

@@ -2,8 +2,10 @@
 #include <CLI/CLI.hpp>
 
 #include "commands.h"
+#include "fs/mount.h"
 
 int main(int argc, char** argv) {
+  cofferfs::EnableLayerBlobs();  // `cat`, `restore`... read blobs stored as layers too
   coffer::Globals g;
   int rc = coffer::kExitOk;
   CLI::App app{"coffer: a deduplicating, encrypted store for container hosts"};

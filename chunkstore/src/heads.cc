@@ -26,6 +26,8 @@ class ContentWriterImpl : public ContentWriter {
     return Cut(false);
   }
 
+  Status Boundary() override { return Cut(true); }
+
   Result<std::vector<ChunkRef>> Finish() override {
     RETURN_IF_ERROR(Cut(true));
     return std::move(chunks_);
@@ -111,6 +113,24 @@ Result<BlobInfo> RepositoryImpl::CommitBlob(std::string_view digest,
   EncodeBlobRoot(root, &plain);
   RETURN_IF_ERROR(WriteRoot(RootKind::kBlob, BlobRootName(root.digest), plain));
   return BlobInfo{root.digest, root.size, 0};
+}
+
+Status RepositoryImpl::ReplaceBlob(std::string_view digest, uint64_t size,
+                                   std::string_view encoding, const std::vector<ChunkRef>& chunks) {
+  RETURN_IF_ERROR(RequireWriter());
+  ASSIGN_OR_RETURN(BlobRoot old, LoadBlobRoot(digest));
+  if (old.size != size)
+    return Status::InvalidArgument("replace blob " + old.digest + ": size " + std::to_string(size) +
+                                   ", the blob has " + std::to_string(old.size));
+  BlobRoot root{old.digest, size, chunks, std::string(encoding)};
+  if (root.encoding.empty() && root.stored_size() != size)
+    return Status::InvalidArgument("replace blob " + old.digest + ": the chunks hold " +
+                                   std::to_string(root.stored_size()) + " bytes, not " +
+                                   std::to_string(size));
+  RETURN_IF_ERROR(writer_->Flush());  // the new form durable before the root names it
+  std::string plain;
+  EncodeBlobRoot(root, &plain);
+  return WriteRoot(RootKind::kBlob, BlobRootName(root.digest), plain);
 }
 
 std::string RepositoryImpl::HeadRootName(std::string_view set) const {

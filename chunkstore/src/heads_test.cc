@@ -92,6 +92,103 @@ TEST_F(HeadsTest, CommitBlobPublishesUnderTheDigest) {
   EXPECT_EQ(back, data);
 }
 
+TEST_F(HeadsTest, BoundaryStartsANewChunk) {
+  // The same file after different prefixes gives the same chunks when the
+  // writer is told where it starts and ends.
+  std::string file = Random(400000, 7);
+  std::vector<ChunkRef> seen[2];
+  for (int i = 0; i < 2; ++i) {
+    auto w = repo_->NewContentWriter();
+    ASSERT_TRUE(w->Append(Random(1000 + 777 * i, 8 + i)).ok());
+    ASSERT_TRUE(w->Boundary().ok());
+    size_t before = w->chunks().size();
+    ASSERT_TRUE(w->Append(file).ok());
+    ASSERT_TRUE(w->Boundary().ok());
+    ASSERT_TRUE(w->Append("trailer").ok());
+    auto all = w->Finish();
+    ASSERT_TRUE(all.ok());
+    seen[i].assign(all->begin() + before, all->end() - 1);
+    EXPECT_EQ(ReadAll(seen[i]), file);
+  }
+  ASSERT_EQ(seen[0].size(), seen[1].size());
+  for (size_t k = 0; k < seen[0].size(); ++k) EXPECT_TRUE(seen[0][k].id == seen[1][k].id);
+}
+
+// A toy encoding: the stored form is the blob in lower case.
+Result<std::unique_ptr<BlobReader>> UpperDecoder(std::string_view digest, uint64_t size,
+                                                 std::string_view encoding,
+                                                 std::unique_ptr<BlobReader> stored) {
+  struct Upper : BlobReader {
+    std::unique_ptr<BlobReader> in;
+    uint64_t n;
+    uint64_t size() const override { return n; }
+    Result<size_t> ReadAt(uint64_t off, size_t len, char* buf) override {
+      ASSIGN_OR_RETURN(size_t got, in->ReadAt(off, len, buf));
+      for (size_t i = 0; i < got; ++i) buf[i] = static_cast<char>(std::toupper(buf[i]));
+      return got;
+    }
+  };
+  if (encoding != "upper") return Status::InvalidArgument("unknown encoding");
+  auto r = std::make_unique<Upper>();
+  r->in = std::move(stored);
+  r->n = size;
+  return std::unique_ptr<BlobReader>(std::move(r));
+}
+
+TEST_F(HeadsTest, ReplaceBlobWithAnEncodedForm) {
+  std::string upper(200000, 'A'), lower(200000, 'a');
+  for (size_t i = 0; i < upper.size(); i += 7) upper[i] = 'Q', lower[i] = 'q';
+  std::string digest = "sha256:" + ToHex(Sha256(upper));
+  auto put = [&](const std::string& data) {
+    auto w = repo_->NewContentWriter();
+    EXPECT_TRUE(w->Append(data).ok());
+    return *w->Finish();
+  };
+  ASSERT_TRUE(repo_->CommitBlob(digest, put(upper)).ok());
+  // Refused: wrong size; an empty encoding whose chunks are not the blob's size.
+  EXPECT_FALSE(repo_->ReplaceBlob(digest, 5, "upper", put(lower)).ok());
+  EXPECT_FALSE(repo_->ReplaceBlob(digest, upper.size(), "", put("short")).ok());
+  EXPECT_TRUE(
+      repo_->ReplaceBlob("sha256:" + ToHex(Sha256("x")), 1, "upper", put("x")).IsNotFound());
+  ASSERT_TRUE(repo_->ReplaceBlob(digest, upper.size(), "upper", put(lower)).ok());
+
+  SetBlobDecoder(nullptr);
+  auto b = repo_->OpenBlob(digest);
+  EXPECT_EQ(b.status().code(), Code::kFailedPrecondition) << b.status().ToString();
+  SetBlobDecoder(UpperDecoder);
+  b = repo_->OpenBlob(digest);
+  ASSERT_TRUE(b.ok()) << b.status().ToString();
+  std::string back(upper.size(), '\0');
+  ASSERT_EQ(*(*b)->ReadAt(0, back.size(), back.data()), upper.size());
+  EXPECT_EQ(back, upper);
+  auto layout = repo_->GetBlobLayout(digest);
+  ASSERT_TRUE(layout.ok());
+  EXPECT_EQ(layout->encoding, "upper");
+  EXPECT_EQ(layout->size, upper.size());
+  EXPECT_EQ(ReadAll(layout->chunks), lower);
+  auto stats = repo_->GetStats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->encoded_blobs, 1u);
+  EXPECT_EQ(stats->encoded_blob_bytes, upper.size());
+
+  // Durable across a reopen; gc keeps the new form and frees the old one.
+  repo_.reset();
+  auto r = Repository::Open("/r", kSecret, opts_);
+  ASSERT_TRUE(r.ok());
+  repo_ = std::move(r).value();
+  auto gc = repo_->Gc(nullptr);
+  ASSERT_TRUE(gc.ok()) << gc.status().ToString();
+  EXPECT_GT(gc->dead_chunks, 0u);
+  b = repo_->OpenBlob(digest);
+  ASSERT_TRUE(b.ok());
+  ASSERT_EQ(*(*b)->ReadAt(0, back.size(), back.data()), upper.size());
+  EXPECT_EQ(back, upper);
+  auto check = repo_->CheckData(nullptr);
+  ASSERT_TRUE(check.ok());
+  EXPECT_TRUE(check->ok());
+  SetBlobDecoder(nullptr);
+}
+
 TEST_F(HeadsTest, HeadSaveLoadSnapshotAndGcKeepsIt) {
   std::string content = Random(200000, 4);
   auto w = repo_->NewContentWriter();

@@ -95,6 +95,9 @@ class RepositoryImpl : public Repository {
   uint64_t DiscardPending(const std::vector<ChunkId>& live) override;
   Result<BlobInfo> CommitBlob(std::string_view digest,
                               const std::vector<ChunkRef>& chunks) override;
+  Result<BlobLayout> GetBlobLayout(std::string_view digest) override;
+  Status ReplaceBlob(std::string_view digest, uint64_t size, std::string_view encoding,
+                     const std::vector<ChunkRef>& chunks) override;
   Status SaveHead(std::string_view set,
                   const std::function<Status(const EmitFn&)>& produce) override;
   Status LoadHead(std::string_view set, const std::function<Status(TreeEntry&)>& fn) override;
@@ -117,6 +120,7 @@ class RepositoryImpl : public Repository {
   std::string BlobRootName(std::string_view digest) const;
   Status WriteRoot(RootKind kind, const std::string& rel, std::string_view plain);
   Result<std::vector<BlobRoot>> LoadBlobRoots();
+  Result<BlobRoot> LoadBlobRoot(std::string_view digest);
   Result<std::vector<SnapshotRoot>> LoadSnapshotRoots();
   Result<std::vector<SnapshotRoot>> LoadHeadRoots();
   Result<SnapshotRoot> LoadHeadRoot(std::string_view set);

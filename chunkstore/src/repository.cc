@@ -433,7 +433,16 @@ class BlobReaderImpl : public BlobReader {
 
 }  // namespace
 
-Result<std::unique_ptr<BlobReader>> RepositoryImpl::OpenBlob(std::string_view digest) {
+namespace {
+BlobDecoderFn& Decoder() {
+  static BlobDecoderFn fn;
+  return fn;
+}
+}  // namespace
+
+void SetBlobDecoder(BlobDecoderFn fn) { Decoder() = std::move(fn); }
+
+Result<BlobRoot> RepositoryImpl::LoadBlobRoot(std::string_view digest) {
   Hash256 h;
   if (!ParseDigest(digest, &h))
     return Status::InvalidArgument("`" + std::string(digest) +
@@ -447,7 +456,29 @@ Result<std::unique_ptr<BlobReader>> RepositoryImpl::OpenBlob(std::string_view di
   BlobRoot root;
   RETURN_IF_ERROR(DecodeBlobRoot(plain, &root, rel));
   if (root.digest != digest) return Status::Corruption(rel + ": names a different blob");
-  return std::unique_ptr<BlobReader>(new BlobReaderImpl(std::move(root), this));
+  return root;
+}
+
+Result<std::unique_ptr<BlobReader>> RepositoryImpl::OpenBlob(std::string_view digest) {
+  ASSIGN_OR_RETURN(BlobRoot root, LoadBlobRoot(digest));
+  if (root.encoding.empty())
+    return std::unique_ptr<BlobReader>(new BlobReaderImpl(std::move(root), this));
+  if (!Decoder())
+    return Status::FailedPrecondition("blob " + root.digest +
+                                      " is stored encoded (a layer) and this program has no "
+                                      "decoder for it");
+  BlobRoot form = root;  // the stored form, read as a plain stream
+  form.encoding.clear();
+  form.size = form.stored_size();
+  auto stored = std::unique_ptr<BlobReader>(new BlobReaderImpl(std::move(form), this));
+  return Decoder()(root.digest, root.size, root.encoding, std::move(stored));
+}
+
+Result<BlobLayout> RepositoryImpl::GetBlobLayout(std::string_view digest) {
+  ASSIGN_OR_RETURN(BlobRoot root, LoadBlobRoot(digest));
+  uint64_t stored = root.stored_size();
+  return BlobLayout{root.digest, root.size, std::move(root.encoding), std::move(root.chunks),
+                    stored};
 }
 
 Result<std::vector<BlobInfo>> RepositoryImpl::ListBlobs() {
@@ -578,7 +609,12 @@ Result<Stats> RepositoryImpl::GetStats() {
     s.stored_bytes += e.size;
   }));
   ASSIGN_OR_RETURN(auto blobs, LoadBlobRoots());
-  for (const BlobRoot& b : blobs) s.logical_bytes += b.size;
+  for (const BlobRoot& b : blobs) {
+    s.logical_bytes += b.size;
+    if (b.encoding.empty()) continue;
+    ++s.encoded_blobs;
+    s.encoded_blob_bytes += b.size;
+  }
   s.blobs = blobs.size();
   ASSIGN_OR_RETURN(auto snaps, LoadSnapshotRoots());
   for (const SnapshotRoot& r : snaps) s.logical_bytes += r.info.bytes;

@@ -42,19 +42,30 @@ bool GetString(std::string_view* in, std::string* s) {
 
 }  // namespace
 
+uint64_t BlobRoot::stored_size() const {
+  uint64_t sum = 0;
+  for (const ChunkRef& c : chunks) sum += c.length;
+  return sum;
+}
+
+// An encoded blob appends its encoding; a plain one ends after the chunk list
+// (the format of roots written before encodings existed).
 void EncodeBlobRoot(const BlobRoot& r, std::string* out) {
   PutLengthPrefixed(out, r.digest);
   PutVarint64(out, r.size);
   EncodeChunkList(r.chunks, out);
+  if (!r.encoding.empty()) PutLengthPrefixed(out, r.encoding);
 }
 
 Status DecodeBlobRoot(std::string_view in, BlobRoot* r, std::string_view what) {
   if (!GetString(&in, &r->digest) || !GetVarint64(&in, &r->size) ||
-      !DecodeChunkList(&in, &r->chunks) || !in.empty())
+      !DecodeChunkList(&in, &r->chunks))
     return Status::Corruption(std::string(what) + ": malformed blob root");
-  uint64_t sum = 0;
-  for (const ChunkRef& c : r->chunks) sum += c.length;
-  if (sum != r->size) return Status::Corruption(std::string(what) + ": blob size mismatch");
+  r->encoding.clear();
+  if (!in.empty() && (!GetString(&in, &r->encoding) || r->encoding.empty() || !in.empty()))
+    return Status::Corruption(std::string(what) + ": malformed blob root encoding");
+  if (r->encoding.empty() && r->stored_size() != r->size)
+    return Status::Corruption(std::string(what) + ": blob size mismatch");
   return Status::OK();
 }
 

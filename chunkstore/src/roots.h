@@ -24,6 +24,8 @@ struct BlobRoot {
   std::string digest;  // "sha256:<hex>"
   uint64_t size = 0;
   std::vector<ChunkRef> chunks;
+  std::string encoding;  // empty: the chunks are the blob's bytes (store.h BlobLayout)
+  uint64_t stored_size() const;
 };
 
 // Snapshots and heads share this layout (a head has an empty id).

@@ -34,6 +34,7 @@
 namespace cofferfs {
 
 class AuditLog;
+class LayerIngester;
 
 // The set whose head is /repos ('@' is not allowed in user set names).
 inline constexpr char kRegistrySet[] = "@registry";
@@ -75,6 +76,8 @@ struct Node {
 class Fs {
  public:
   Fs(chunkstore::Repository* repo, const MountOptions& opts, AuditLog* audit);
+  ~Fs();
+  LayerIngester* ingester() { return ingest_.get(); }
 
   void Init(struct fuse_conn_info* conn);
   void Lookup(fuse_req_t req, fuse_ino_t parent, const char* name);
@@ -159,6 +162,7 @@ class Fs {
   std::map<std::string, std::shared_ptr<FsTree>> heads_;
   std::map<std::string, std::shared_ptr<FsTree>> snaps_;  // "set@id"
   std::map<std::string, std::shared_ptr<Upload>> uploads_;
+  std::unique_ptr<LayerIngester> ingest_;  // null unless MountOptions::layers; last: stops first
 };
 
 // The errno for a Status (ENOSPC stays ENOSPC; corruption is EIO).

@@ -11,6 +11,7 @@
 
 #include "audit.h"
 #include "fs.h"
+#include "ingest.h"
 
 namespace cofferfs {
 
@@ -60,8 +61,11 @@ int Errno(const chunkstore::Status& st) {
 
 Upload::~Upload() { EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(sha)); }
 
+Fs::~Fs() = default;
+
 Fs::Fs(chunkstore::Repository* repo, const MountOptions& opts, AuditLog* audit)
     : repo_(repo), opts_(opts), audit_(audit) {
+  if (opts.layers) ingest_ = std::make_unique<LayerIngester>(repo);
   const std::pair<uint64_t, Kind> fixed[] = {
       {kRootIno, Kind::kRoot},          {kBlobsIno, Kind::kBlobsDir},
       {kShaIno, Kind::kShaDir},         {kUploadsIno, Kind::kUploadsDir},
@@ -499,9 +503,17 @@ std::string Fs::StatsJson() {
                       {"chunks", s->chunks},
                       {"packs", s->packs},
                       {"blobs", s->blobs},
+                      {"layers_stored", s->encoded_blobs},
+                      {"layers_stored_bytes", s->encoded_blob_bytes},
                       {"snapshots", s->snapshots},
                       {"dedup_ratio", s->dedup_ratio()},
                       {"compression_ratio", s->compression_ratio()}};
+  if (ingest_) {
+    auto c = ingest_->counters();
+    j["layers_pending"] = c.pending;
+    j["layers_kept_as_pushed"] = c.kept;  // since the mount started
+    j["layers_failed"] = c.failed;
+  }
   std::lock_guard<std::mutex> l(mu_);
   j["uploads_open"] = uploads_.size();
   j["heads_loaded"] = heads_.size();

@@ -8,6 +8,7 @@
 #include "acl.h"
 #include "audit.h"
 #include "fs.h"
+#include "ingest.h"
 
 namespace cofferfs {
 namespace {
@@ -35,6 +36,9 @@ EntryType TypeOfMode(mode_t m) {
 struct Handle {
   bool write = false;
   std::string stats;  // /.coffer/stats: rendered at open
+  // A blob's reader, one per open: a layer re-created from its tar streams per
+  // reader, and a blob re-stored meanwhile is read in its current form.
+  std::unique_ptr<chunkstore::BlobReader> blob;
 };
 
 }  // namespace
@@ -308,6 +312,7 @@ void Fs::RenameUpload(fuse_req_t req, const std::shared_ptr<Node>& from, const s
     auto it = uploads_.find(name);
     if (it != uploads_.end() && it->second == u) uploads_.erase(it);
     named_.erase({to->ino, newname});  // the blob node is looked up afresh
+    if (ingest_) ingest_->Add("sha256:" + hex, info->size);
   }
   fuse_reply_err(req, 0);
 }
@@ -450,10 +455,14 @@ void Fs::Open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
   auto h = std::make_unique<Handle>();
   h->write = write;
   switch (n->kind) {
-    case Kind::kBlob:
+    case Kind::kBlob: {
       if (write) return (void)fuse_reply_err(req, EROFS);
+      auto b = repo_->OpenBlob("sha256:" + n->name);
+      if (!b.ok()) return (void)fuse_reply_err(req, Errno(b.status()));
+      h->blob = std::move(b).value();
       fi->keep_cache = 1;  // immutable: the page cache stays valid across opens
       break;
+    }
     case Kind::kStats:
       if (write) return (void)fuse_reply_err(req, EROFS);
       h->stats = StatsJson();
@@ -503,7 +512,8 @@ void Fs::Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fus
   Result<size_t> got = size_t{0};
   switch (n->kind) {
     case Kind::kBlob:
-      got = n->blob->ReadAt(static_cast<uint64_t>(off), size, buf.get());
+      got = reinterpret_cast<Handle*>(fi->fh)->blob->ReadAt(static_cast<uint64_t>(off), size,
+                                                            buf.get());
       break;
     case Kind::kStats: {
       const std::string& s = reinterpret_cast<Handle*>(fi->fh)->stats;
@@ -609,6 +619,9 @@ static void CollectLive(const TreeInode& n, std::vector<chunkstore::ChunkId>* ou
 // uploads. Used by gc and by the disk-full reclaim.
 template <typename Fn>
 auto Fs::WithWorldStopped(Fn fn) {
+  // First: a layer being re-stored holds chunks no root names yet (ingest.h).
+  std::unique_lock<std::shared_mutex> layers;
+  if (ingest_) layers = ingest_->Pause();
   std::lock_guard<std::mutex> l(mu_);
   std::vector<std::unique_lock<std::mutex>> held;
   std::vector<chunkstore::ChunkId> live;

@@ -12,6 +12,7 @@
 #include "audit.h"
 #include "control.h"
 #include "fs.h"
+#include "layer_blob.h"
 
 namespace cofferfs {
 namespace {
@@ -129,6 +130,8 @@ std::string HandleControl(Fs* fs, const MountOptions& opts, const std::string& l
                            {"chunks", s->chunks},
                            {"packs", s->packs},
                            {"blobs", s->blobs},
+                           {"layers_stored", s->encoded_blobs},
+                           {"layers_stored_bytes", s->encoded_blob_bytes},
                            {"snapshots", s->snapshots},
                            {"dedup_ratio", s->dedup_ratio()},
                            {"compression_ratio", s->compression_ratio()}})
@@ -164,7 +167,10 @@ void Fs::Init(struct fuse_conn_info* conn) {
   if (conn->capable & FUSE_CAP_DONT_MASK) conn->want |= FUSE_CAP_DONT_MASK;
 }
 
+void EnableLayerBlobs() { chunkstore::SetBlobDecoder(cofferlayer::DecodeLayerBlob); }
+
 Status RunMount(std::unique_ptr<chunkstore::Repository> repo, const MountOptions& opts) {
+  EnableLayerBlobs();
   std::unique_ptr<AuditLog> audit;
   if (!opts.audit_log.empty()) {
     auto a = AuditLog::Open(opts.audit_log);

@@ -72,6 +72,10 @@ class ContentWriter {
  public:
   virtual ~ContentWriter() = default;
   virtual Status Append(std::string_view data) = 0;
+  // Ends the current chunk here: the next byte starts a new one. A tar-aware
+  // writer calls it at a file's first and after its last byte, so the same file
+  // gives the same chunks whatever surrounds it.
+  virtual Status Boundary() = 0;
   // Cuts the final chunk and returns the chunks of everything appended.
   virtual Result<std::vector<ChunkRef>> Finish() = 0;
   virtual uint64_t size() const = 0;
@@ -107,6 +111,26 @@ class BlobReader {
   virtual Result<size_t> ReadAt(uint64_t offset, size_t n, char* buf) = 0;
 };
 
+// Blobs stored in another form than their own bytes: a container layer kept as
+// its uncompressed tar (chunked file by file) plus the few bytes that re-create
+// the exact compressed stream. chunkstore stores the form (`chunks`) and the
+// opaque `encoding`; a decoder registered by the layer that knows the encoding
+// (fs/layer) turns them back into the blob's bytes. `stored` reads the form.
+using BlobDecoderFn = std::function<Result<std::unique_ptr<BlobReader>>(
+    std::string_view digest, uint64_t size, std::string_view encoding,
+    std::unique_ptr<BlobReader> stored)>;
+// Process-wide; set once at start-up, before any repository is opened.
+void SetBlobDecoder(BlobDecoderFn fn);
+
+// Where a blob's bytes come from (for the layer that re-encodes blobs).
+struct BlobLayout {
+  std::string digest;
+  uint64_t size = 0;             // the blob's bytes
+  std::string encoding;          // empty: `chunks` are the blob's bytes
+  std::vector<ChunkRef> chunks;  // the stored form
+  uint64_t stored_size = 0;      // bytes of `chunks`
+};
+
 struct SnapshotInfo {
   std::string id;  // 16 hex digits
   std::string set;
@@ -133,6 +157,8 @@ struct Stats {
   uint64_t chunks = 0;
   uint64_t packs = 0;
   uint64_t blobs = 0;
+  uint64_t encoded_blobs = 0;       // blobs stored in another form (layers: tar + recipe)
+  uint64_t encoded_blob_bytes = 0;  // their size as blobs
   uint64_t snapshots = 0;
   double dedup_ratio() const { return unique_bytes ? double(logical_bytes) / unique_bytes : 1; }
   double compression_ratio() const {
@@ -243,6 +269,15 @@ class Repository {
   // verified the digest. Syncs first.
   virtual Result<BlobInfo> CommitBlob(std::string_view digest,
                                       const std::vector<ChunkRef>& chunks) = 0;
+  // The stored form of a blob (NotFound when absent).
+  virtual Result<BlobLayout> GetBlobLayout(std::string_view digest) = 0;
+  // Replaces blob `digest`'s stored form: its bytes are now what the registered
+  // decoder makes of `encoding` and `chunks` (empty encoding: the chunks are the
+  // bytes, e.g. re-chunked at file boundaries). The caller has verified that
+  // they reproduce the digest. Syncs the chunks first; the root is replaced
+  // atomically, so a crash leaves the old form or the new one.
+  virtual Status ReplaceBlob(std::string_view digest, uint64_t size, std::string_view encoding,
+                             const std::vector<ChunkRef>& chunks) = 0;
 
   // Heads: the durable state of a writable tree (/backups/<set>/current). A head
   // is a tree stream like a snapshot's, replaced as a whole on every save.

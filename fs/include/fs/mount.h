@@ -19,11 +19,14 @@ namespace cofferfs {
 
 struct MountOptions {
   std::string mountpoint;
-  bool foreground = true;             // false: detach once mounted (mount.coffer, fstab)
-  uint64_t idle_timeout_ms = 0;       // 0: never; else unmount after no access this long
-  std::string audit_log;              // JSON-lines audit log; empty: none
-  std::string control_socket;         // empty: <repo>/daemon.sock
-  bool allow_other = false;           // let users other than the mounter in
+  bool foreground = true;        // false: detach once mounted (mount.coffer, fstab)
+  uint64_t idle_timeout_ms = 0;  // 0: never; else unmount after no access this long
+  std::string audit_log;         // JSON-lines audit log; empty: none
+  std::string control_socket;    // empty: <repo>/daemon.sock
+  bool allow_other = false;      // let users other than the mounter in
+  // Re-store committed layer blobs (tar, tar+gzip, tar+zstd) as their tar chunked
+  // file by file plus a recipe that re-creates the pushed bytes (docs/layers.md).
+  bool layers = true;
   int threads = 8;                    // FUSE worker threads
   uint32_t commit_interval_ms = 200;  // heads changed by close() are saved this soon
   // Called once the mount is live (tests and `coffer serve` wait for it).
@@ -39,6 +42,10 @@ struct MountOptions {
   std::function<chunkstore::Result<std::vector<std::pair<std::string, uint64_t>>>(int64_t grace_s)>
       before_gc;
 };
+
+// Lets this process read blobs stored in layer form (offline commands call it
+// once at start; RunMount does it itself).
+void EnableLayerBlobs();
 
 // Mounts `repo` and serves requests until unmounted (umount, SIGINT/SIGTERM, idle
 // timeout). Saves every head before returning. Takes ownership of the repository;

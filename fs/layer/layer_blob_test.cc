@@ -1,0 +1,195 @@
+// Layers in a real (in-memory) repository: ingestion replaces the stored form
+// only when the pushed bytes come back exactly; reads re-create them, at any
+// offset; a wrong recipe is caught, never served as a complete blob.
+#include "layer_blob.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "chunkstore/env.h"
+#include "goflate.h"
+#include "layer_test_util.h"
+#include "recipe.h"
+#include "reconstruct.h"
+
+namespace cofferlayer {
+namespace {
+
+using chunkstore::Repository;
+using testing::MakeRandomTree;
+using testing::Quote;
+using testing::ReadAll;
+using testing::Shell;
+using testing::TempDir;
+
+class LayerBlobTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    mem_ = chunkstore::NewMemEnv();
+    opts_.env = mem_.get();
+    opts_.local_dir = local_.path();
+    ASSERT_TRUE(Repository::Init("/r", "secret", "p", chunkstore::RepoParams(),
+                                 chunkstore::KeyCost{4, 8192, 1}, opts_)
+                    .ok());
+    repo_ = std::move(Repository::Open("/r", "secret", opts_)).value();
+    chunkstore::SetBlobDecoder(DecodeLayerBlob);
+  }
+  void TearDown() override {
+    repo_.reset();
+    chunkstore::SetBlobDecoder(nullptr);
+  }
+
+  std::string Put(const std::string& data) {
+    auto info = repo_->PutBlob(
+        [&, off = size_t{0}](char* buf, size_t n) mutable -> chunkstore::Result<size_t> {
+          size_t take = std::min(n, data.size() - off);
+          std::memcpy(buf, data.data() + off, take);
+          off += take;
+          return take;
+        },
+        nullptr);
+    EXPECT_TRUE(info.ok()) << info.status().ToString();
+    return info->digest;
+  }
+  std::string Read(const std::string& digest, uint64_t off, size_t n) {
+    auto b = repo_->OpenBlob(digest);
+    EXPECT_TRUE(b.ok()) << b.status().ToString();
+    std::string out(n, '\0');
+    auto got = (*b)->ReadAt(off, n, out.data());
+    EXPECT_TRUE(got.ok()) << got.status().ToString();
+    out.resize(got.ok() ? *got : 0);
+    return out;
+  }
+  // A tar (GNU format) of a random tree of `files` files.
+  std::string Tar(uint64_t seed, int files, const std::string& extra_dir = "") {
+    std::filesystem::remove_all(tmp_ / "tree");
+    std::filesystem::create_directories(tmp_ / "tree");
+    MakeRandomTree(tmp_ / "tree", seed, files, 200000);
+    if (!extra_dir.empty()) {
+      std::filesystem::create_directories(tmp_ / "tree" + "/" + extra_dir);
+      MakeRandomTree(tmp_ / "tree" + "/" + extra_dir, seed + 1, 5, 50000);
+    }
+    std::string tar = Shell("tar --sort=name --mtime=@0 --owner=0 --group=0 -C " +
+                            Quote(tmp_ / "tree") + " -cf - .");
+    return tar;
+  }
+
+  TempDir local_, tmp_;
+  std::unique_ptr<chunkstore::MemEnv> mem_;
+  chunkstore::OpenOptions opts_;
+  std::unique_ptr<Repository> repo_;
+};
+
+TEST_F(LayerBlobTest, GoGzipLayerIsStoredAsTarAndReadBackExactly) {
+  std::string tar = Tar(1, 40);
+  ASSERT_GT(tar.size(), 100000u);
+  auto gz = GoGzip(tar, 6);
+  ASSERT_TRUE(gz.ok());
+  std::string digest = Put(*gz);
+  auto rep = IngestLayer(repo_.get(), digest);
+  ASSERT_TRUE(rep.ok()) << rep.status().ToString();
+  EXPECT_EQ(rep->outcome, IngestReport::Outcome::kReplaced) << rep->why;
+  EXPECT_EQ(rep->plain_bytes, tar.size());
+  EXPECT_GT(rep->members, 40u);
+  auto layout = repo_->GetBlobLayout(digest);
+  ASSERT_TRUE(layout.ok());
+  EXPECT_FALSE(layout->encoding.empty());
+  EXPECT_EQ(layout->stored_size, tar.size());
+
+  EXPECT_EQ(Read(digest, 0, gz->size() + 10), *gz);
+  // Random offsets, backwards too, from one reader.
+  auto b = repo_->OpenBlob(digest);
+  ASSERT_TRUE(b.ok());
+  std::mt19937_64 rng(3);
+  for (int i = 0; i < 20; ++i) {
+    uint64_t off = rng() % gz->size();
+    size_t n = 1 + rng() % 100000;
+    std::string got(n, '\0');
+    auto r = (*b)->ReadAt(off, n, got.data());
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    got.resize(*r);
+    EXPECT_EQ(got, gz->substr(off, n)) << "offset " << off;
+  }
+  EXPECT_EQ(IngestLayer(repo_.get(), digest)->outcome, IngestReport::Outcome::kAlreadyDone);
+  auto stats = repo_->GetStats();
+  EXPECT_EQ(stats->encoded_blobs, 1u);
+}
+
+TEST_F(LayerBlobTest, FilesSharedByTwoLayersAreStoredOnce) {
+  std::string tar1 = Tar(5, 30);
+  std::string tar2 = Tar(5, 30, "extra");  // same files plus a directory
+  std::string d1 = Put(*GoGzip(tar1, 6));
+  testing::WriteAll(tmp_ / "t2.tar", tar2);
+  std::string gz2 = Shell("gzip -n -6 -c " + Quote(tmp_ / "t2.tar"));
+  ASSERT_EQ(IngestLayer(repo_.get(), d1)->outcome, IngestReport::Outcome::kReplaced);
+  auto before = repo_->GetStats();
+  std::string d2 = Put(gz2);
+  auto rep = IngestLayer(repo_.get(), d2);
+  ASSERT_TRUE(rep.ok());
+  if (rep->outcome == IngestReport::Outcome::kReplaced) {
+    ASSERT_TRUE(repo_->Gc(nullptr).ok());
+    auto after = repo_->GetStats();
+    // The second layer adds its extra directory and headers, not the shared files.
+    EXPECT_LT(after->unique_bytes - before->unique_bytes, tar2.size() - tar1.size() + 200000)
+        << "unique bytes " << before->unique_bytes << " -> " << after->unique_bytes;
+  } else {
+    EXPECT_EQ(rep->outcome, IngestReport::Outcome::kKeptAsPushed) << rep->why;
+  }
+  EXPECT_EQ(Read(d2, 0, gz2.size()), gz2);
+}
+
+TEST_F(LayerBlobTest, PlainTarIsRechunkedByFile) {
+  std::string tar = Tar(9, 20);
+  std::string d = Put(tar);
+  auto rep = IngestLayer(repo_.get(), d);
+  ASSERT_TRUE(rep.ok());
+  EXPECT_EQ(rep->outcome, IngestReport::Outcome::kReplaced);
+  EXPECT_TRUE(repo_->GetBlobLayout(d)->encoding.empty());
+  EXPECT_EQ(Read(d, 0, tar.size()), tar);
+}
+
+TEST_F(LayerBlobTest, NotALayerAndUnknownEncoderKeepTheBlob) {
+  std::string junk = Shell("head -c 300000 /dev/urandom");
+  std::string d = Put(junk);
+  auto rep = IngestLayer(repo_.get(), d);
+  ASSERT_TRUE(rep.ok());
+  EXPECT_EQ(rep->outcome, IngestReport::Outcome::kNotALayer);
+  EXPECT_EQ(Read(d, 0, junk.size()), junk);
+
+  // zlib with a 512-byte window: a valid gzip layer no candidate reproduces.
+  testing::WriteAll(tmp_ / "l.tar", Tar(11, 10));
+  std::string odd = Shell(
+      "python3 -c 'import sys,zlib; c=zlib.compressobj(6, zlib.DEFLATED, 25, 1); "
+      "sys.stdout.buffer.write(c.compress(open(sys.argv[1],\"rb\").read())+c.flush())' " +
+      Quote(tmp_ / "l.tar"));
+  ASSERT_GT(odd.size(), 1000u);
+  d = Put(odd);
+  rep = IngestLayer(repo_.get(), d);
+  ASSERT_TRUE(rep.ok());
+  EXPECT_EQ(rep->outcome, IngestReport::Outcome::kKeptAsPushed);
+  EXPECT_FALSE(rep->why.empty());
+  EXPECT_TRUE(repo_->GetBlobLayout(d)->encoding.empty());
+  EXPECT_EQ(Read(d, 0, odd.size()), odd);
+}
+
+TEST_F(LayerBlobTest, WrongRecipeIsDetectedNotServed) {
+  std::string tar = Tar(13, 15);
+  std::string gz = *GoGzip(tar, 6);
+  std::string d = Put(gz);
+  ASSERT_EQ(IngestLayer(repo_.get(), d)->outcome, IngestReport::Outcome::kReplaced);
+  auto layout = repo_->GetBlobLayout(d);
+  auto recipe = LayerRecipe::Decode(layout->encoding);
+  ASSERT_TRUE(recipe.ok());
+  recipe->members[0].encoder.level = recipe->members[0].encoder.level == 9 ? 8 : 9;
+  ASSERT_TRUE(repo_->ReplaceBlob(d, layout->size, recipe->Encode(), layout->chunks).ok());
+  auto b = repo_->OpenBlob(d);
+  ASSERT_TRUE(b.ok());
+  std::string out(gz.size(), '\0');
+  auto r = (*b)->ReadAt(0, out.size(), out.data());
+  ASSERT_FALSE(r.ok());  // the whole blob includes its end: the digest check fails
+  EXPECT_NE(r.status().message().find(d), std::string::npos) << r.status().ToString();
+}
+
+}  // namespace
+}  // namespace cofferlayer
