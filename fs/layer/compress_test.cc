@@ -7,6 +7,7 @@
 #include "layer_test_util.h"
 #include "recipe.h"
 #include "reconstruct.h"
+#include "tar.h"
 #include "zstd_layer.h"
 
 namespace cofferlayer {
@@ -209,6 +210,38 @@ TEST_F(LayerData, VerifierCatchesWrongRecipeAndWrongInput) {
     EXPECT_FALSE(LayerRecipe::Decode(e).ok()) << "byte " << i;
   }
   EXPECT_FALSE(LayerRecipe::Decode(enc.substr(0, enc.size() - 1)).ok());
+}
+
+// The intended use: one pass decodes, identifies and splits the tar.
+TEST_F(LayerData, OnePassDecodeIdentifyAndScan) {
+  struct JoinSink : TarSink {
+    Status OnRaw(std::string_view b) override { return Append(b); }
+    Status OnMemberBegin(const TarMember&) override {
+      ++members;
+      return Status::OK();
+    }
+    Status OnMemberData(std::string_view b) override { return Append(b); }
+    Status OnMemberEnd() override { return Status::OK(); }
+    Status Append(std::string_view b) {
+      joined.append(b);
+      return Status::OK();
+    }
+    std::string joined;
+    int members = 0;
+  } sink;
+  TarScanner scanner(&sink);
+  LayerAnalyzer an([&](std::string_view b) { return scanner.Feed(b); });
+  std::string blob = Compress("zstd -q -c -3");
+  for (size_t off = 0; off < blob.size(); off += 4096) {
+    ASSERT_TRUE(an.Feed(std::string_view(blob).substr(off, 4096)).ok());
+  }
+  auto a = an.Finish();
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  ASSERT_TRUE(scanner.Finish().ok());
+  EXPECT_TRUE(a->recipe.has_value()) << a->why_not;
+  EXPECT_TRUE(sink.joined == *tar_);
+  int listed = std::stoi(Shell("tar -tf " + Quote(tar_path_) + " | wc -l"));
+  EXPECT_EQ(sink.members, listed);
 }
 
 TEST(RecipeTest, ExactEncoding) {
