@@ -14,7 +14,7 @@ source "$(dirname "$0")/reg_lib.sh"
 ensure_dockerd
 R=$T/repo M=$T/mnt
 new_repo "$R"
-serve_start "$R" "$M" 0
+serve_start "$R" "$M" 0 --dedup-layers
 PORT1=$PORT
 
 stat_of() { jq -r ".$1" "$M/.coffer/stats"; }
@@ -89,7 +89,7 @@ serve_stop
 offline=$(cf "$R" cat "${LAYERS[0]}" | sha256sum | cut -d' ' -f1)
 [[ sha256:$offline == "${LAYERS[0]}" ]] || fail "offline coffer cat of a re-stored layer: sha256:$offline"
 expect_ok "check --read-data" cf "$R" check --read-data
-serve_start "$R" "$M" "$PORT1"
+serve_start "$R" "$M" "$PORT1" --dedup-layers
 docker_forget "$IMG"
 docker pull "$IMG" >"$T/pull2.log" 2>&1 || fail "docker pull after a restart: $(tail -n 3 "$T/pull2.log")"
 note "after a restart: docker pull works; offline cat re-creates the layer; check --read-data clean"

@@ -21,7 +21,7 @@ using chunkstore::Status;
 
 struct MountArgs {
   std::string mountpoint, idle, audit_log;
-  bool foreground = false, allow_other = false, keep_layers = false;
+  bool foreground = false, allow_other = false, dedup_layers = false;
 };
 
 // Without -f the daemon detaches, but only after the mount is live, so errors
@@ -32,7 +32,7 @@ int RunMountCmd(Globals& g, const MountArgs& a) {
   cofferfs::MountOptions o;
   o.mountpoint = a.mountpoint;
   o.allow_other = a.allow_other;
-  o.layers = !a.keep_layers;
+  o.layers = a.dedup_layers;
   o.audit_log = g.audit_log;
   if (o.audit_log.empty())
     if (const char* env = std::getenv("COFFER_AUDIT_LOG"); env) o.audit_log = env;
@@ -167,8 +167,8 @@ void AddFsCommands(CLI::App& app, Globals& g, int* rc) {
   mount->add_flag("-f,--foreground", a->foreground, "stay in the foreground");
   mount->add_option("--idle-timeout", a->idle, "unmount after no access this long (e.g. 10m)");
   mount->add_flag("--allow-other", a->allow_other, "let other users in (modes are enforced)");
-  mount->add_flag("--keep-layers", a->keep_layers,
-                  "store layer blobs as pushed (no file-level dedup; docs/layers.md)");
+  mount->add_flag("--dedup-layers", a->dedup_layers,
+                  "re-store layer blobs as tar + recipe: file-level dedup, slower pulls (docs/layers.md)");
   mount->callback([&g, a, rc] { *rc = RunMountCmd(g, *a); });
 
   auto mp = std::make_shared<std::string>();

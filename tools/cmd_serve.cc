@@ -29,7 +29,7 @@ struct ServeArgs {
   std::string mount = "var/mnt", registry = "127.0.0.1:5000", config;
   std::string htpasswd, access;
   bool read_only = false;
-  bool token = false, keep_layers = false;
+  bool token = false, dedup_layers = false;
   std::string token_realm, token_certs, token_service, token_issuer, tls_cert, tls_key;
 };
 
@@ -128,7 +128,7 @@ int RunServe(Globals& g, ServeArgs a, const std::vector<std::string>& given) {
 
   cofferfs::MountOptions mo;
   mo.mountpoint = mountpoint;
-  mo.layers = !a.keep_layers;
+  mo.layers = a.dedup_layers;
   mo.handle_signals = false;
   mo.stop = &stop;
   mo.audit_log = g.audit_log;
@@ -199,8 +199,8 @@ void AddServeCommand(CLI::App& app, Globals& g, int* rc) {
   s->add_option("--token-issuer", a->token_issuer, "token issuer (default: coffer)");
   s->add_option("--tls-cert", a->tls_cert, "PEM certificate chain: serve HTTPS");
   s->add_option("--tls-key", a->tls_key, "PEM private key of --tls-cert");
-  s->add_flag("--keep-layers", a->keep_layers,
-              "store pushed layers as pushed (no file-level dedup; docs/layers.md)");
+  s->add_flag("--dedup-layers", a->dedup_layers,
+              "re-store pushed layers as tar + recipe: file-level dedup, slower pulls (docs/layers.md)");
   s->callback([&g, a, rc, s] {
     std::vector<std::string> given;
     for (const char* f : {"--mount", "--registry"})

@@ -3,7 +3,7 @@
 //  - A pack none of whose chunk copies is live is dropped: index entries first,
 //    then the file (a crash in between leaves an unindexed pack that the next
 //    open indexes again: nothing lost, space reclaimed by the next gc).
-//  - A pack whose live bytes are under half of its bytes is repacked: its live
+//  - A pack with a fifth or more of its bytes dead is repacked: its live
 //    chunks are re-stored through the ChunkWriter into new packs, which become
 //    durable and indexed (index now points at the new copies) before the old pack
 //    is dropped as above.
@@ -98,7 +98,7 @@ Result<GcReport> RepositoryImpl::Gc(const ProgressFn& progress,
       return st.Annotate("gc stopped before deleting anything; run `coffer check --read-data`");
     if (live_bytes == 0) {
       drop.push_back(std::move(v));
-    } else if (live_bytes * 2 < all_bytes) {
+    } else if (live_bytes * 5 <= all_bytes * 4) {  // a fifth or more dead: rewrite it
       std::string data;
       for (const auto& [c, kind] : keep) {
         data.clear();

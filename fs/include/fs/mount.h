@@ -26,7 +26,9 @@ struct MountOptions {
   bool allow_other = false;      // let users other than the mounter in
   // Re-store committed layer blobs (tar, tar+gzip, tar+zstd) as their tar chunked
   // file by file plus a recipe that re-creates the pushed bytes (docs/layers.md).
-  bool layers = true;
+  // Off by default: layers then take ~0.4x the space, but a pull re-encodes on
+  // one core and takes ~2.4x as long as from the pushed bytes (docs/benchmarks.md).
+  bool layers = false;
   int threads = 8;                    // FUSE worker threads
   uint32_t commit_interval_ms = 200;  // heads changed by close() are saved this soon
   // Called once the mount is live (tests and `coffer serve` wait for it).
