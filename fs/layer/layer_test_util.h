@@ -11,7 +11,6 @@
 #include <fstream>
 #include <random>
 #include <sstream>
-#include <stdexcept>
 #include <string>
 
 namespace cofferlayer::testing {
