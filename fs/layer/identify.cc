@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "candidates.h"
+#include "goflate.h"
 #include "gzip.h"
 #include "zstd_layer.h"
 
@@ -24,11 +25,13 @@ std::vector<int> LevelOrder(std::vector<int> first, int lo, int hi) {
   return first;
 }
 
-// Go's compress/gzip writes OS 255 and XFL 2 only at level 9; its default
-// level is 6. Level 1 is not implemented (goflate.h); -2 is Huffman only.
+// Go's compress/gzip writes OS 255, XFL 2 at level 9 and 4 at level 1; its
+// default level is 6. Levels goflate does not implement are skipped.
 std::vector<EncoderSpec> GoCandidates(const GzipHeader& h) {
+  int hint = h.xfl == 2 ? 9 : h.xfl == 4 ? 1 : 6;
   std::vector<EncoderSpec> out;
-  for (int level : LevelOrder({h.xfl == 2 ? 9 : 6}, 2, 9)) {
+  for (int level : LevelOrder({hint}, 1, 9)) {
+    if (level == 1 && !GoFlateWriter::IsSupportedLevel(1)) continue;
     EncoderSpec g;
     g.id = EncoderId::kGoFlate;
     g.level = level;
