@@ -19,7 +19,6 @@ Exit 0 when every check held; 1 with "FAIL [load_registry]: ..." otherwise.
 """
 
 import argparse
-import hashlib
 import http.client
 import json
 import os
@@ -34,28 +33,12 @@ import tempfile
 import threading
 import time
 
-START = time.monotonic()
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from torture_util import Failure, note_for, proc_status, push_blob, sha
 
-def note(msg):
-    print(f"[load_registry {time.monotonic() - START:6.1f}s] {msg}", flush=True)
-
-
-class Failure(Exception):
-    pass
-
-
-def sha(data):
-    return hashlib.sha256(data).hexdigest()
-
-
-def proc_status(pid, field):
-    """A field of /proc/PID/status in KiB (VmHWM, VmRSS), or threads."""
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise Failure(f"/proc/{pid}/status has no {field}")
+note = note_for("load_registry")
 
 
 class Client:
@@ -165,28 +148,9 @@ class Load:
     # ------------------------------------------------------------- pushing and pulling
 
     def push_blob(self, c, rng, repo, data):
-        d = "sha256:" + sha(data)
-        if rng.random() < 0.5:
-            st, _, body = c.request("POST", f"/v2/{repo}/blobs/uploads/?digest={d}", data,
-                                    {"Content-Type": "application/octet-stream"})
-            if st != 201:
-                raise Failure(f"POST blob {d} to {repo}: {st} {body[:200]!r}")
-        else:
-            st, h, body = c.request("POST", f"/v2/{repo}/blobs/uploads/", b"")
-            if st != 202:
-                raise Failure(f"POST upload to {repo}: {st} {body[:200]!r}")
-            loc, pos = h["location"], 0
-            while pos < len(data):
-                piece = data[pos:pos + rng.randint(1, len(data) - pos)]
-                st, h, body = c.request("PATCH", loc, piece, {
-                    "Content-Type": "application/octet-stream",
-                    "Content-Range": f"{pos}-{pos + len(piece) - 1}"})
-                if st != 202:
-                    raise Failure(f"PATCH {loc}: {st} {body[:200]!r}")
-                loc, pos = h["location"], pos + len(piece)
-            st, _, body = c.request("PUT", loc + ("&" if "?" in loc else "?") + f"digest={d}", b"")
-            if st != 201:
-                raise Failure(f"PUT upload {d} to {repo}: {st} {body[:200]!r}")
+        st, d = push_blob(c.request, rng, repo, data)
+        if st != 201:
+            raise Failure(f"push blob {d} to {repo}: HTTP {st}, want 201")
         self.bump("blobs pushed")
         return d
 
