@@ -55,6 +55,25 @@ for d in "${LAYERS[@]}"; do
 done
 note "curl: whole layers and ranges in the middle are the pushed bytes"
 
+# ---- /layers/sha256/<diff id>/: each layer's files, lazily read; overlayfs over them
+mapfile -t DIFFS < <(layer_ids "$LOCAL:1")
+((${#DIFFS[@]} == 2)) || fail "the image should have two layers: ${DIFFS[*]}"
+BASE=$M/layers/sha256/${DIFFS[0]#sha256:} TOP=$M/layers/sha256/${DIFFS[1]#sha256:}
+for d in "${DIFFS[@]}"; do
+  ls "$M/layers/sha256" | grep -qx "${d#sha256:}" || fail "ls $M/layers/sha256 lacks $d: $(ls "$M/layers/sha256")"
+done
+cmp -s "$TOP/payload" "$T/payload" || fail "$TOP/payload differs from the pushed payload"
+cmp -s "$BASE/bin/busybox" /bin/busybox || fail "$BASE/bin/busybox differs from /bin/busybox"
+[[ $(readlink "$BASE/bin/sh") == busybox ]] || fail "$BASE/bin/sh: symlink to '$(readlink "$BASE/bin/sh")'"
+touch "$TOP/new" 2>/dev/null && fail "a layer tree accepted a new file"
+mkdir -p "$T/ov"
+mount -t overlay overlay -o "lowerdir=$TOP:$BASE" "$T/ov" || fail "mount -t overlay with lowerdir=$TOP:$BASE failed"
+_MOUNTS+=("$T/ov")
+cmp -s "$T/ov/payload" "$T/payload" && cmp -s "$T/ov/base-id" "$BASE/base-id" && [[ -x $T/ov/bin/busybox ]] ||
+  { umount "$T/ov"; fail "the overlay of the two layers does not show both layers' files"; }
+umount "$T/ov" || fail "umount of the overlay"
+note "/layers/sha256: both layers' files, byte-exact, read-only; overlayfs over them shows the image"
+
 docker_forget "$IMG" "$LOCAL:1"
 docker pull "$IMG" >"$T/pull.log" 2>&1 || fail "docker pull of re-stored layers: $(tail -n 3 "$T/pull.log")"
 [[ $(docker inspect --format '{{index .RepoDigests 0}}' "$IMG") == "$REG/lay/img@$P1" ]] ||

@@ -2,8 +2,12 @@
 
 #include <openssl/evp.h>
 
+#include <algorithm>
+#include <cstring>
+#include <map>
 #include <mutex>
 #include <optional>
+#include <thread>
 
 #include "identify.h"
 #include "recipe.h"
@@ -20,19 +24,221 @@ using chunkstore::Repository;
 namespace {
 
 constexpr size_t kPiece = 1 << 20;  // bytes read from the repository at a time
+// Plain bytes between goflate checkpoints: a segment a reader's worker makes
+// at once (~4 MiB in, ~1-3 MiB out). Finer costs recipe bytes and per-segment
+// set-up (64 KiB of history re-hashed); coarser, memory and start latency.
+constexpr uint64_t kCheckpointInterval = 4 << 20;
+
+// Worker threads and segments made ahead of a layer reader.
+int SegmentThreads() {
+  return static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 2u, 4u));
+}
+
+// The new form's tar, read at any offset from its chunks (for verifying the
+// segmented reconstruction before the form is committed).
+class ChunkPlainReader {
+ public:
+  ChunkPlainReader(Repository* repo, const std::vector<ChunkRef>& chunks)
+      : repo_(repo), chunks_(chunks) {
+    uint64_t off = 0;
+    for (const ChunkRef& c : chunks_) {
+      starts_.push_back(off);
+      off += c.length;
+    }
+  }
+  chunkstore::Result<size_t> Read(uint64_t offset, size_t n, char* out) {
+    size_t i = size_t(std::upper_bound(starts_.begin(), starts_.end(), offset) - starts_.begin());
+    if (i == 0) return size_t{0};
+    --i;
+    size_t done = 0;
+    std::string buf;
+    for (; i < chunks_.size() && done < n; ++i) {
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        RETURN_IF_ERROR(repo_->ReadChunk(chunks_[i].id, &buf));
+      }
+      uint64_t skip = offset + done - starts_[i];
+      if (skip >= buf.size()) continue;
+      size_t take = std::min<size_t>(n - done, buf.size() - skip);
+      std::memcpy(out + done, buf.data() + skip, take);
+      done += take;
+    }
+    return done;
+  }
+
+ private:
+  Repository* repo_;
+  const std::vector<ChunkRef>& chunks_;
+  std::vector<uint64_t> starts_;
+  std::mutex mu_;
+};
+
+// "./usr//bin/" -> "usr/bin"; "." and "./" -> "".
+std::string CleanPath(std::string_view p) {
+  std::string out;
+  size_t i = 0;
+  while (i < p.size()) {
+    size_t j = p.find('/', i);
+    if (j == std::string_view::npos) j = p.size();
+    std::string_view part = p.substr(i, j - i);
+    if (!part.empty() && part != ".") out.append(out.empty() ? "" : "/").append(part);
+    i = j + 1;
+  }
+  return out;
+}
+
+// The tree entry for a tar member (content chunks are filled in at its end);
+// nullopt for what the tree leaves out.
+std::optional<chunkstore::TreeEntry> EntryOf(const TarMember& m) {
+  using chunkstore::EntryType;
+  chunkstore::TreeEntry e;
+  e.path = CleanPath(m.path);
+  if (!ValidateEntryName(m.path).ok() && !e.path.empty()) return std::nullopt;
+  e.mode = m.mode & 07777;
+  e.uid = static_cast<uint32_t>(m.uid);
+  e.gid = static_cast<uint32_t>(m.gid);
+  e.mtime_ns = e.atime_ns = e.ctime_ns = m.mtime * 1000000000;
+  e.xattrs = m.xattrs;
+  switch (m.type) {
+    case '0':
+    case '7':
+      if (m.sparse) return std::nullopt;
+      e.type = EntryType::kFile;
+      e.size = m.size;
+      break;
+    case '1':
+      e.type = EntryType::kHardlink;
+      e.link = CleanPath(m.linkname);
+      if (e.link.empty() || !ValidateEntryName(m.linkname).ok()) return std::nullopt;
+      break;
+    case '2':
+      e.type = EntryType::kSymlink;
+      e.link = m.linkname;
+      break;
+    case '3':
+      e.type = EntryType::kCharDev;
+      break;
+    case '4':
+      e.type = EntryType::kBlockDev;
+      break;
+    case '5':
+      e.type = EntryType::kDir;
+      break;
+    case '6':
+      e.type = EntryType::kFifo;
+      break;
+    default:
+      return std::nullopt;
+  }
+  return e;
+}
+
+// Adds a directory entry (0755, root) for every missing ancestor of an entry:
+// tars may name "usr/bin/x" without "usr/" and "usr/bin/".
+void AddParents(std::map<std::string, chunkstore::TreeEntry>* entries) {
+  std::vector<std::string> missing;
+  for (const auto& [path, e] : *entries)
+    for (size_t slash = path.find('/'); slash != std::string::npos;
+         slash = path.find('/', slash + 1))
+      if (!entries->count(path.substr(0, slash))) missing.push_back(path.substr(0, slash));
+  for (const std::string& dir : missing) {
+    chunkstore::TreeEntry d;
+    d.path = dir;
+    d.type = chunkstore::EntryType::kDir;
+    d.mode = 0755;
+    entries->emplace(dir, std::move(d));
+  }
+}
 
 // Tar segments into a content writer, a chunk boundary at each file's first
-// byte and after its last, so the file's chunks do not depend on its neighbours.
+// byte and after its last, so the file's chunks do not depend on its neighbours;
+// meanwhile the members become tree entries naming those chunks.
 class ChunkingTarSink : public TarSink {
  public:
   explicit ChunkingTarSink(ContentWriter* w) : w_(w) {}
   Status OnRaw(std::string_view b) override { return w_->Append(b); }
-  Status OnMemberBegin(const TarMember&) override { return w_->Boundary(); }
+  Status OnMemberBegin(const TarMember& m) override {
+    RETURN_IF_ERROR(w_->Boundary());
+    first_chunk_ = w_->chunks().size();
+    current_ = EntryOf(m);
+    if (!current_) ++skipped_;
+    return Status::OK();
+  }
   Status OnMemberData(std::string_view b) override { return w_->Append(b); }
-  Status OnMemberEnd() override { return w_->Boundary(); }
+  Status OnMemberEnd() override {
+    RETURN_IF_ERROR(w_->Boundary());
+    if (current_ && current_->type == chunkstore::EntryType::kFile) {
+      const auto& all = w_->chunks();
+      current_->chunks.assign(all.begin() + static_cast<long>(first_chunk_), all.end());
+    }
+    if (current_) Add(std::move(*current_));
+    current_.reset();
+    return Status::OK();
+  }
+
+  // The entries in an order FsTree::Load accepts (parents first, hardlinks
+  // after their targets), missing parent directories added, whiteouts turned
+  // into what overlayfs expects.
+  std::vector<chunkstore::TreeEntry> TakeEntries(uint64_t* skipped) {
+    using chunkstore::EntryType;
+    std::map<std::string, chunkstore::TreeEntry> plain;
+    std::vector<chunkstore::TreeEntry> links;
+    std::vector<std::string> opaque;
+    for (auto& [path, e] : by_path_) {
+      std::string target;
+      WhiteoutKind w = ClassifyWhiteout(path, &target);
+      if (w == WhiteoutKind::kOpaque) {
+        size_t slash = path.rfind('/');
+        opaque.push_back(slash == std::string::npos ? "" : path.substr(0, slash));
+        continue;
+      }
+      if (w == WhiteoutKind::kFile) {
+        e.path = CleanPath(target);
+        e.type = EntryType::kCharDev;
+        e.rdev = e.size = 0;
+        e.chunks.clear();
+      }
+      if (e.type == EntryType::kHardlink) {
+        links.push_back(std::move(e));
+      } else {
+        std::string key = e.path;
+        plain[key] = std::move(e);
+      }
+    }
+    AddParents(&plain);
+    for (const std::string& dir : opaque)
+      if (auto it = plain.find(dir); it != plain.end() && it->second.type == EntryType::kDir)
+        it->second.xattrs.emplace_back("trusted.overlay.opaque", "y");
+    std::vector<chunkstore::TreeEntry> out;
+    for (auto& [path, e] : plain) out.push_back(std::move(e));  // sorted: parents first
+    for (auto& e : links) {
+      auto t = plain.find(e.link);
+      if (t == plain.end() || t->second.type != EntryType::kFile) {
+        ++skipped_;  // names a file the tree left out
+        continue;
+      }
+      size_t slash = e.path.rfind('/');
+      if (slash != std::string::npos && !plain.count(e.path.substr(0, slash))) {
+        ++skipped_;
+        continue;
+      }
+      out.push_back(std::move(e));
+    }
+    *skipped = skipped_;
+    return out;
+  }
 
  private:
+  void Add(chunkstore::TreeEntry e) {
+    std::string key = e.path;
+    by_path_[key] = std::move(e);  // a later member of the same path wins
+  }
+
   ContentWriter* w_;
+  size_t first_chunk_ = 0;
+  std::optional<chunkstore::TreeEntry> current_;
+  std::map<std::string, chunkstore::TreeEntry> by_path_;
+  uint64_t skipped_ = 0;
 };
 
 class Sha256Stream {
@@ -56,19 +262,41 @@ class Sha256Stream {
   EVP_MD_CTX* ctx_;
 };
 
+// Re-creates the blob from the new form in segments, as readers will: the
+// checkpoints are kept only if this yields exactly `digest`.
+Status VerifySegments(Repository* repo, std::string_view digest, const LayerRecipe& recipe,
+                      const std::vector<ChunkRef>& chunks, const std::function<bool()>& stop) {
+  ChunkPlainReader plain(repo, chunks);
+  const int threads = SegmentThreads();
+  SegmentedReconstructor seg(
+      recipe, std::string(digest),
+      [&plain](uint64_t off, size_t n, char* out) { return plain.Read(off, n, out); }, threads,
+      threads + 1);
+  for (size_t i = 0; i < seg.segments(); ++i) {
+    if (stop && stop()) return Status::Unavailable("layer ingestion stopped");
+    RETURN_IF_ERROR(seg.Next().status());
+  }
+  return Status::OK();
+}
+
 // Reads the new form back chunk by chunk and re-creates the blob from it: the
-// form replaces the pushed bytes only if this yields exactly `digest`.
-Status VerifyForm(Repository* repo, std::string_view digest, const std::string& encoding,
+// form replaces the pushed bytes only if this yields exactly `digest`. A
+// goflate member gets checkpoints on the way (docs/layers.md, "Parallel
+// reconstruction"); *encoding then becomes the recipe with them if the
+// segments they cut re-create the digest too.
+Status VerifyForm(Repository* repo, std::string_view digest, std::string* encoding,
                   const std::vector<ChunkRef>& chunks, const std::function<bool()>& stop) {
   std::optional<LayerRecipe> recipe;
-  if (!encoding.empty()) {
-    ASSIGN_OR_RETURN(recipe, LayerRecipe::Decode(encoding));
+  if (!encoding->empty()) {
+    ASSIGN_OR_RETURN(recipe, LayerRecipe::Decode(*encoding));
   }
   Sha256Stream sha;
   std::unique_ptr<VerifyingReconstructor> rec;
-  if (recipe)
+  if (recipe) {
     rec = std::make_unique<VerifyingReconstructor>(*recipe, std::string(digest),
                                                    [](std::string_view) { return Status::OK(); });
+    rec->RecordCheckpoints(kCheckpointInterval);
+  }
   std::string buf;
   for (const ChunkRef& c : chunks) {
     if (stop && stop()) return Status::Unavailable("layer ingestion stopped");
@@ -80,7 +308,16 @@ Status VerifyForm(Repository* repo, std::string_view digest, const std::string& 
       sha.Update(buf);
     }
   }
-  if (rec) return rec->Finish();
+  if (rec) {
+    RETURN_IF_ERROR(rec->Finish());
+    LayerRecipe with = *recipe;
+    for (size_t i = 0; i < with.members.size(); ++i) with.members[i].checkpoints = rec->checkpoints(i);
+    if (!SegmentedReconstructor::Supports(with)) return Status::OK();
+    Status st = VerifySegments(repo, digest, with, chunks, stop);
+    if (st.code() == chunkstore::Code::kUnavailable) return st;
+    if (st.ok()) *encoding = with.Encode();  // else: the verified sequential recipe
+    return Status::OK();
+  }
   std::string got = sha.Digest();
   if (got != digest)
     return Status::Corruption("layer " + std::string(digest) + ": re-chunked tar reads back as " +
@@ -117,8 +354,10 @@ chunkstore::Result<IngestReport> IngestLayer(Repository* repo, std::string_view 
   std::unique_ptr<ContentWriter> writer = repo->NewContentWriter();
   ChunkingTarSink tar_sink(writer.get());
   TarScanner scanner(&tar_sink);
+  Sha256Stream diff_id;
   LayerAnalyzer analyzer([&](std::string_view plain) {
     rep.plain_bytes += plain.size();
+    diff_id.Update(plain);
     return scanner.Feed(plain);
   });
   auto not_a_layer = [&](const Status& why) {
@@ -152,15 +391,19 @@ chunkstore::Result<IngestReport> IngestLayer(Repository* repo, std::string_view 
   }
   ASSIGN_OR_RETURN(std::vector<ChunkRef> chunks, writer->Finish());
   std::string encoding = analysis->recipe ? analysis->recipe->Encode() : std::string();
-  RETURN_IF_ERROR(VerifyForm(repo, digest, encoding, chunks, stop));
+  RETURN_IF_ERROR(VerifyForm(repo, digest, &encoding, chunks, stop));
   RETURN_IF_ERROR(repo->ReplaceBlob(digest, layout.size, encoding, chunks));
   rep.outcome = IngestReport::Outcome::kReplaced;
+  rep.diff_id = diff_id.Digest();
+  rep.entries = tar_sink.TakeEntries(&rep.entries_skipped);
   return rep;
 }
 
 namespace {
 
-// Re-creates a layer's compressed bytes from its tar as reads ask for them.
+// Re-creates a layer's compressed bytes from its tar as reads ask for them:
+// in segments made by worker threads when the recipe has checkpoints, else
+// by one encoder.
 class LayerReader : public BlobReader {
  public:
   LayerReader(LayerRecipe recipe, std::string digest, uint64_t size,
@@ -169,7 +412,15 @@ class LayerReader : public BlobReader {
         digest_(std::move(digest)),
         size_(size),
         stored_(std::move(stored)),
-        piece_(256 << 10, '\0') {}
+        piece_(256 << 10, '\0') {
+    if (SegmentedReconstructor::Supports(recipe_)) {
+      const int threads = SegmentThreads();
+      seg_ = std::make_unique<SegmentedReconstructor>(
+          recipe_, digest_,
+          [this](uint64_t off, size_t n, char* out) { return ReadPlain(off, n, out); }, threads,
+          threads + 1);
+    }
+  }
 
   uint64_t size() const override { return size_; }
 
@@ -177,16 +428,17 @@ class LayerReader : public BlobReader {
     std::lock_guard<std::mutex> l(mu_);
     if (offset >= size_) return size_t{0};
     n = static_cast<size_t>(std::min<uint64_t>(n, size_ - offset));
-    if (!rec_ || offset < base_) Restart();
+    if (seg_ ? (offset < base_ || failed_) : (!rec_ || offset < base_)) Restart(offset);
     while (base_ + window_.size() < offset + n) {
       if (offset > base_ + kKeepBehind) {  // what readers will not ask for again
         size_t drop = static_cast<size_t>(offset - kKeepBehind - base_);
         window_.erase(0, drop);
         base_ += drop;
       }
-      Status st = Step();
+      Status st = seg_ ? StepSegment() : Step();
       if (!st.ok()) {
         rec_.reset();
+        failed_ = true;
         return st.Annotate("read layer " + digest_);
       }
     }
@@ -197,15 +449,43 @@ class LayerReader : public BlobReader {
  private:
   static constexpr uint64_t kKeepBehind = 4 << 20;
 
-  void Restart() {
+  // Segmented: from the segment that holds `offset` if one was made before
+  // (the hash state at its start is kept), else from the first.
+  void Restart(uint64_t offset) {
+    failed_ = false;
+    window_.clear();
+    finished_ = false;
+    if (seg_) {
+      size_t i = seg_->RestartPoint(offset);
+      seg_->Restart(i);
+      base_ = seg_->SegmentStart(i);
+      return;
+    }
     rec_ = std::make_unique<VerifyingReconstructor>(recipe_, digest_, [this](std::string_view b) {
       window_.append(b);
       return Status::OK();
     });
     plain_ = 0;
     base_ = 0;
-    finished_ = false;
-    window_.clear();
+  }
+
+  Status StepSegment() {
+    ASSIGN_OR_RETURN(std::string b, seg_->Next());
+    if (b.empty()) return Status::Corruption("layer " + digest_ + " re-created shorter than its size");
+    window_.append(b);
+    return Status::OK();
+  }
+
+  // The tar for segment workers; one reader of `stored_` at a time.
+  chunkstore::Result<size_t> ReadPlain(uint64_t off, size_t n, char* out) {
+    std::lock_guard<std::mutex> l(stored_mu_);
+    size_t done = 0;
+    while (done < n) {
+      ASSIGN_OR_RETURN(size_t got, stored_->ReadAt(off + done, n - done, out + done));
+      if (got == 0) break;
+      done += got;
+    }
+    return done;
   }
 
   // Feeds the next piece of the tar, or finishes (verifying the digest).
@@ -226,6 +506,7 @@ class LayerReader : public BlobReader {
   const std::string digest_;
   const uint64_t size_;
   std::unique_ptr<BlobReader> stored_;
+  std::mutex stored_mu_;
   std::mutex mu_;
   std::unique_ptr<VerifyingReconstructor> rec_;  // GUARDED_BY(mu_), as everything below
   uint64_t plain_ = 0;                           // next tar byte to feed
@@ -233,6 +514,8 @@ class LayerReader : public BlobReader {
   bool finished_ = false;
   std::string window_;  // recent output
   std::string piece_;
+  bool failed_ = false;  // segmented: the last step failed; the next read restarts
+  std::unique_ptr<SegmentedReconstructor> seg_;  // declared last: its workers read stored_
 };
 
 }  // namespace

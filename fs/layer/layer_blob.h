@@ -14,6 +14,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "chunkstore/store.h"
 #include "decode.h"
@@ -30,6 +31,14 @@ struct IngestReport {
   LayerCompression compression = LayerCompression::kTar;
   std::string why;  // for kKeptAsPushed / kNotALayer
   uint64_t blob_bytes = 0, plain_bytes = 0, members = 0;
+  // kReplaced: the layer's files as a tree, for /layers/sha256/<diff_id>/ (each
+  // file's chunks are the ones its tar member was stored as). In tar order, last
+  // member of a path wins; overlayfs whiteouts: `.wh.NAME` becomes a character
+  // device 0/0 NAME, `.wh..wh..opq` the xattr trusted.overlay.opaque=y on its
+  // directory. Unsafe names and sparse members are left out (`entries_skipped`).
+  std::string diff_id;  // "sha256:<hex>" of the uncompressed tar
+  std::vector<chunkstore::TreeEntry> entries;
+  uint64_t entries_skipped = 0;
 };
 
 const char* OutcomeName(IngestReport::Outcome o);

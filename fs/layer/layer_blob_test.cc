@@ -5,7 +5,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <map>
 
 #include "chunkstore/env.h"
 #include "goflate.h"
@@ -189,6 +191,67 @@ TEST_F(LayerBlobTest, WrongRecipeIsDetectedNotServed) {
   auto r = (*b)->ReadAt(0, out.size(), out.data());
   ASSERT_FALSE(r.ok());  // the whole blob includes its end: the digest check fails
   EXPECT_NE(r.status().message().find(d), std::string::npos) << r.status().ToString();
+}
+
+TEST_F(LayerBlobTest, TreeEntriesWithWhiteoutsLinksAndImplicitParents) {
+  // A layer as a layer builder writes it: "./"-prefixed names, no directory
+  // members, whiteouts, a hardlink before... and after its target, a symlink.
+  std::string script = R"PY(
+import io, sys, tarfile
+buf = io.BytesIO()
+with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as t:
+    def add(name, data=b"", **kw):
+        i = tarfile.TarInfo(name); i.size = len(data); i.mtime = 1000
+        for k, v in kw.items(): setattr(i, k, v)
+        t.addfile(i, io.BytesIO(data) if data else None)
+    add("./d/a", b"A" * 70000)
+    add("./d/.wh.b")
+    add("./e/.wh..wh..opq")
+    add("./e/f", b"F")
+    add("./h", type=tarfile.LNKTYPE, linkname="./d/a")
+    add("./s", type=tarfile.SYMTYPE, linkname="../outside")
+    add("../evil", b"x")
+sys.stdout.buffer.write(buf.getvalue() + b"\0" * 100000)
+)PY";
+  testing::WriteAll(tmp_ / "mk.py", script);
+  std::string tar = Shell("python3 " + Quote(tmp_ / "mk.py"));
+  ASSERT_GT(tar.size(), 70000u);
+  std::string d = Put(*GoGzip(tar, 6));
+  auto rep = IngestLayer(repo_.get(), d);
+  ASSERT_TRUE(rep.ok()) << rep.status().ToString();
+  ASSERT_EQ(rep->outcome, IngestReport::Outcome::kReplaced) << rep->why;
+  EXPECT_EQ(rep->diff_id, Sha256Digest(tar));
+  EXPECT_EQ(rep->entries_skipped, 1u);  // ../evil
+  std::map<std::string, const chunkstore::TreeEntry*> by;
+  std::vector<std::string> order;
+  for (const auto& e : rep->entries) {
+    by[e.path] = &e;
+    order.push_back(e.path);
+  }
+  using chunkstore::EntryType;
+  ASSERT_TRUE(by.count("d") && by.count("e") && by.count("d/a") && by.count("d/b"));
+  EXPECT_EQ(by["d"]->type, EntryType::kDir);        // implicit parent
+  EXPECT_EQ(by["d/b"]->type, EntryType::kCharDev);  // whiteout
+  EXPECT_EQ(by["d/b"]->rdev, 0u);
+  EXPECT_FALSE(by.count("e/.wh..wh..opq"));
+  ASSERT_EQ(by["e"]->xattrs.size(), 1u);
+  EXPECT_EQ(by["e"]->xattrs[0],
+            (std::pair<std::string, std::string>{"trusted.overlay.opaque", "y"}));
+  EXPECT_EQ(by["h"]->type, EntryType::kHardlink);
+  EXPECT_EQ(by["h"]->link, "d/a");
+  EXPECT_EQ(by["s"]->link, "../outside");  // a symlink's target is data, not a path we follow
+  EXPECT_FALSE(by.count("evil") || by.count("../evil"));
+  // Parents before children, hardlinks after their targets.
+  auto pos = [&](const std::string& p) {
+    return std::find(order.begin(), order.end(), p) - order.begin();
+  };
+  EXPECT_LT(pos("d"), pos("d/a"));
+  EXPECT_LT(pos("d/a"), pos("h"));
+  // The file's chunks are exactly its content.
+  std::string content;
+  for (const auto& c : by["d/a"]->chunks) ASSERT_TRUE(repo_->ReadChunk(c.id, &content).ok());
+  EXPECT_EQ(content, std::string(70000, 'A'));
+  EXPECT_EQ(by["d/a"]->size, 70000u);
 }
 
 }  // namespace

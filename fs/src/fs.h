@@ -61,6 +61,8 @@ enum class Kind {
   kTree,
   kMetaDir,
   kStats,
+  kLayersDir,     // /layers
+  kLayersShaDir,  // /layers/sha256: one read-only tree per re-stored layer
 };
 
 struct Node {
@@ -138,6 +140,9 @@ class Fs {
 
   chunkstore::Status SaveHeadsOnce(bool all, bool final);
   chunkstore::Result<std::shared_ptr<FsTree>> HeadTree(const std::string& set, bool create);
+  // The files of re-stored layer `diff_hex` (ingest.h), read-only, cached.
+  chunkstore::Result<std::shared_ptr<FsTree>> LayerTree(const std::string& diff_hex);
+  chunkstore::Result<std::vector<std::string>> ListLayerTrees();  // diff ids (hex)
   chunkstore::Result<std::shared_ptr<FsTree>> SnapshotTree(const std::string& set,
                                                            const std::string& name);
   chunkstore::Result<std::vector<std::string>> ListSets();
@@ -160,7 +165,8 @@ class Fs {
   std::unordered_map<uint64_t, std::shared_ptr<Node>> nodes_;
   std::map<std::pair<uint64_t, std::string>, uint64_t> named_;  // (parent, name) -> ino
   std::map<std::string, std::shared_ptr<FsTree>> heads_;
-  std::map<std::string, std::shared_ptr<FsTree>> snaps_;  // "set@id"
+  std::map<std::string, std::shared_ptr<FsTree>> snaps_;   // "set@id"
+  std::map<std::string, std::shared_ptr<FsTree>> layers_;  // diff id hex
   std::map<std::string, std::shared_ptr<Upload>> uploads_;
   std::unique_ptr<LayerIngester> ingest_;  // null unless MountOptions::layers; last: stops first
 };

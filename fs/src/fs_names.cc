@@ -21,7 +21,7 @@ namespace {
 
 constexpr uint64_t kRootIno = FUSE_ROOT_ID;
 constexpr uint64_t kBlobsIno = 2, kShaIno = 3, kUploadsIno = 4, kBackupsIno = 5, kMetaIno = 6,
-                   kStatsIno = 7;
+                   kStatsIno = 7, kLayersIno = 8, kLayersShaIno = 9;
 constexpr double kImmutable = 3600.0;  // blobs and snapshots never change
 constexpr double kHead = 1.0;          // only this daemon changes heads
 
@@ -66,11 +66,15 @@ Fs::~Fs() = default;
 Fs::Fs(chunkstore::Repository* repo, const MountOptions& opts, AuditLog* audit)
     : repo_(repo), opts_(opts), audit_(audit) {
   if (opts.layers) ingest_ = std::make_unique<LayerIngester>(repo);
-  const std::pair<uint64_t, Kind> fixed[] = {
-      {kRootIno, Kind::kRoot},          {kBlobsIno, Kind::kBlobsDir},
-      {kShaIno, Kind::kShaDir},         {kUploadsIno, Kind::kUploadsDir},
-      {kBackupsIno, Kind::kBackupsDir}, {kMetaIno, Kind::kMetaDir},
-      {kStatsIno, Kind::kStats}};
+  const std::pair<uint64_t, Kind> fixed[] = {{kRootIno, Kind::kRoot},
+                                             {kBlobsIno, Kind::kBlobsDir},
+                                             {kShaIno, Kind::kShaDir},
+                                             {kUploadsIno, Kind::kUploadsDir},
+                                             {kBackupsIno, Kind::kBackupsDir},
+                                             {kMetaIno, Kind::kMetaDir},
+                                             {kStatsIno, Kind::kStats},
+                                             {kLayersIno, Kind::kLayersDir},
+                                             {kLayersShaIno, Kind::kLayersShaDir}};
   for (auto [ino, kind] : fixed) {
     auto n = std::make_shared<Node>();
     n->kind = kind;
@@ -119,6 +123,7 @@ double Fs::Timeout(const Node& n) const {
     case Kind::kRoot:
     case Kind::kBlobsDir:
     case Kind::kMetaDir:
+    case Kind::kLayersDir:
       return kImmutable;
     // Resolving these decrypts every head and snapshot root: let the kernel keep
     // them for a second rather than redo that on every path walk.
@@ -148,6 +153,8 @@ bool Fs::Attr(const Node& n, struct stat* st) {
       break;
     case Kind::kBlobsDir:
     case Kind::kShaDir:
+    case Kind::kLayersDir:
+    case Kind::kLayersShaDir:
       st->st_mode = S_IFDIR | 0555;
       st->st_nlink = 2;
       break;
@@ -194,7 +201,7 @@ chunkstore::Result<std::vector<std::string>> Fs::ListSets() {
   std::set<std::string> sets;
   ASSIGN_OR_RETURN(auto heads, repo_->ListHeads());
   for (const std::string& h : heads)
-    if (h != kRegistrySet) sets.insert(h);
+    if (h != kRegistrySet && h[0] != '@') sets.insert(h);  // '@': internal heads
   ASSIGN_OR_RETURN(auto snaps, repo_->ListSnapshots(""));
   for (const auto& s : snaps) sets.insert(s.set);
   std::lock_guard<std::mutex> l(mu_);
@@ -251,6 +258,38 @@ chunkstore::Result<std::shared_ptr<FsTree>> Fs::SnapshotTree(const std::string& 
   return it->second;
 }
 
+chunkstore::Result<std::vector<std::string>> Fs::ListLayerTrees() {
+  ASSIGN_OR_RETURN(auto heads, repo_->ListHeads());
+  std::set<std::string> out;
+  for (const std::string& h : heads)
+    if (auto d = LayerTreeDiffId(h)) out.insert(*d);
+  return std::vector<std::string>(out.begin(), out.end());
+}
+
+chunkstore::Result<std::shared_ptr<FsTree>> Fs::LayerTree(const std::string& diff_hex) {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = layers_.find(diff_hex);
+    if (it != layers_.end()) return it->second;
+  }
+  ASSIGN_OR_RETURN(auto heads, repo_->ListHeads());
+  std::string set;
+  for (const std::string& h : heads)
+    if (LayerTreeDiffId(h) == diff_hex) set = h;
+  if (set.empty()) return Status::NotFound("layer sha256:" + diff_hex);
+  auto reg = [this](const std::shared_ptr<TreeInode>& i) { i->ino = NextIno(); };
+  auto t = std::make_shared<FsTree>(repo_, set, true, reg);
+  {
+    std::lock_guard<std::mutex> tl(t->mu());
+    RETURN_IF_ERROR(t->Load([&](const std::function<Status(chunkstore::TreeEntry&)>& fn) {
+      return repo_->LoadHead(set, fn);
+    }));
+  }
+  std::lock_guard<std::mutex> l(mu_);
+  auto [it, fresh] = layers_.emplace(diff_hex, t);
+  return it->second;
+}
+
 // Resolves `name` in directory `dir`; nullptr with *err set when it does not exist.
 std::shared_ptr<Node> Fs::Child(const std::shared_ptr<Node>& dir, const std::string& name,
                                 int* err) {
@@ -285,7 +324,19 @@ std::shared_ptr<Node> Fs::Child(const std::shared_ptr<Node>& dir, const std::str
         return TreeNode(*t, (*t)->root());
       }
       if (name == ".coffer") return Get(kMetaIno);
+      if (name == "layers") return Get(kLayersIno);
       return nullptr;
+    case Kind::kLayersDir:
+      return name == "sha256" ? Get(kLayersShaIno) : nullptr;
+    case Kind::kLayersShaDir: {
+      if (!IsHexDigest(name.c_str())) return nullptr;
+      auto t = LayerTree(name);
+      if (!t.ok()) {
+        *err = Errno(t.status());
+        return nullptr;
+      }
+      return TreeNode(*t, (*t)->root());
+    }
     case Kind::kBlobsDir:
       return name == "sha256" ? Get(kShaIno) : nullptr;
     case Kind::kMetaDir:
@@ -408,8 +459,19 @@ void Fs::Opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
       add("uploads", kUploadsIno, S_IFDIR);
       add("backups", kBackupsIno, S_IFDIR);
       add("repos", 0, S_IFDIR);
+      add("layers", kLayersIno, S_IFDIR);
       add(".coffer", kMetaIno, S_IFDIR);
       break;
+    case Kind::kLayersDir:
+      add("sha256", kLayersShaIno, S_IFDIR);
+      break;
+    case Kind::kLayersShaDir: {
+      auto layers = ListLayerTrees();
+      st = layers.status();
+      if (layers.ok())
+        for (const auto& d : *layers) add(d, 0, S_IFDIR);
+      break;
+    }
     case Kind::kBlobsDir:
       add("sha256", kShaIno, S_IFDIR);
       break;
@@ -533,6 +595,15 @@ void Fs::UnlinkBlob(fuse_req_t req, const char* name) {
   if (!IsHexDigest(name)) return (void)fuse_reply_err(req, ENOENT);
   chunkstore::Status st = repo_->DeleteBlob(std::string("sha256:") + name);
   if (!st.ok()) return (void)fuse_reply_err(req, Errno(st));
+  // Its file tree under /layers goes with it (else the tree would keep the
+  // layer's chunks alive). A failure only leaves the tree for a later delete.
+  if (auto heads = repo_->ListHeads(); heads.ok())
+    for (const std::string& h : *heads)
+      if (LayerTreeBlob(h) == std::string(name)) {
+        (void)repo_->DeleteHead(h);
+        std::lock_guard<std::mutex> l(mu_);
+        layers_.erase(*LayerTreeDiffId(h));
+      }
   {
     std::lock_guard<std::mutex> l(mu_);
     named_.erase({kShaIno, name});

@@ -7,8 +7,45 @@
 #include <cstdio>
 
 #include "layer_blob.h"
+#include "tree.h"
 
 namespace cofferfs {
+
+namespace {
+constexpr char kLayerPrefix[] = "@layer:";
+constexpr size_t kHex = 64;
+
+// Saves the layer's files as the head LayerTreeSet(diff, blob), through an
+// FsTree like any other head (its files' chunks are the ones the tar was
+// stored as: nothing is written again but the tree itself).
+chunkstore::Status SaveLayerTree(chunkstore::Repository* repo, const std::string& blob_digest,
+                                 cofferlayer::IngestReport& rep) {
+  uint64_t next = 1;
+  auto reg = [&next](const std::shared_ptr<TreeInode>& i) { i->ino = next++; };
+  FsTree t(repo, LayerTreeSet(rep.diff_id.substr(7), blob_digest.substr(7)), false, reg);
+  std::lock_guard<std::mutex> l(t.mu());
+  RETURN_IF_ERROR(t.Load([&](const std::function<chunkstore::Status(chunkstore::TreeEntry&)>& fn) {
+    for (auto& e : rep.entries) RETURN_IF_ERROR(fn(e));
+    return chunkstore::Status::OK();
+  }));
+  return t.Save(true);
+}
+}  // namespace
+
+std::string LayerTreeSet(const std::string& diff_hex, const std::string& blob_hex) {
+  return kLayerPrefix + diff_hex + ":" + blob_hex;
+}
+
+std::optional<std::string> LayerTreeDiffId(const std::string& set) {
+  if (set.size() != sizeof kLayerPrefix - 1 + kHex + 1 + kHex || set.rfind(kLayerPrefix, 0) != 0)
+    return std::nullopt;
+  return set.substr(sizeof kLayerPrefix - 1, kHex);
+}
+
+std::optional<std::string> LayerTreeBlob(const std::string& set) {
+  if (!LayerTreeDiffId(set)) return std::nullopt;
+  return set.substr(set.size() - kHex);
+}
 
 LayerIngester::LayerIngester(chunkstore::Repository* repo)
     : repo_(repo), thread_([this] { Run(); }) {}
@@ -76,6 +113,9 @@ void LayerIngester::Job(const std::string& digest) {
   while (pausers_ > 0 && !stop_) usleep(10000);  // let a waiting gc have the lock first
   std::shared_lock<std::shared_mutex> running(rw_);
   auto rep = cofferlayer::IngestLayer(repo_, digest, [this] { return stop_ || pausers_ > 0; });
+  Status tree;
+  if (rep.ok() && rep->outcome == cofferlayer::IngestReport::Outcome::kReplaced)
+    tree = SaveLayerTree(repo_, digest, *rep);
   std::lock_guard<std::mutex> l(mu_);
   if (!rep.ok()) {
     if (stop_) return;
@@ -90,6 +130,9 @@ void LayerIngester::Job(const std::string& digest) {
   }
   using O = cofferlayer::IngestReport::Outcome;
   if (rep->outcome == O::kReplaced) ++counters_.stored;
+  if (!tree.ok())
+    std::fprintf(stderr, "coffer: layer %s: its files are not browsable under /layers: %s\n",
+                 digest.c_str(), tree.ToString().c_str());
   if (rep->outcome == O::kKeptAsPushed) ++counters_.kept;
   if (rep->outcome == O::kNotALayer) ++counters_.not_layers;
   if (rep->outcome == O::kReplaced || rep->outcome == O::kKeptAsPushed)

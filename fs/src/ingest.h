@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <deque>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <string>
 #include <thread>
@@ -23,6 +24,14 @@
 #include "chunkstore/store.h"
 
 namespace cofferfs {
+
+// The internal head holding the files of a re-stored layer: its tree is what
+// /layers/sha256/<diff id>/ shows. Named after both digests so that deleting
+// the blob can delete the tree ('@' keeps it out of /backups).
+std::string LayerTreeSet(const std::string& diff_hex, const std::string& blob_hex);
+// The diff id (hex) of a LayerTreeSet name, or nullopt; and its blob (hex).
+std::optional<std::string> LayerTreeDiffId(const std::string& set);
+std::optional<std::string> LayerTreeBlob(const std::string& set);
 
 class LayerIngester {
  public:
