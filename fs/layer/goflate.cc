@@ -136,6 +136,19 @@ class Compressor {
   Status Write(const uint8_t* data, size_t size);
   Status Close();
 
+  void SetCheckpointObserver(uint64_t interval,
+                             std::function<void(const GoFlateCheckpoint&)> observer) {
+    if (mode_ != Mode::kDeflate || p_.fast_skip != kSkipNever) return;
+    cp_interval_ = interval;
+    cp_observer_ = std::move(observer);
+  }
+  // Puts a fresh compressor in the state the original was in at `cp`;
+  // `history` is the input [cp.window_base, cp.plain_offset).
+  Status Resume(const GoFlateCheckpoint& cp, const uint8_t* history, size_t n);
+  // Ends a segment at the block boundary `end_bit`, which must be the last
+  // one written: sends the bytes up to it, the last one zero padded.
+  Status EndSegment(uint64_t end_bit);
+
  private:
   enum class Mode { kStore, kHuffOnly, kFast, kDeflate };
   void EncodeFast();
@@ -150,6 +163,8 @@ class Compressor {
   template <bool kLazy>
   void EmitLiteral();
   bool FindMatch(int pos, int prev_head, int lookahead, int* length, int* offset);
+  void RecordCheckpoint();
+  void PrimeHashes();
   void InsertHash(int pos) {
     uint32_t& head = hash_head_[Hash4(&window_[pos])];
     hash_prev_[pos & kWindowMask] = head;
@@ -180,6 +195,13 @@ class Compressor {
   std::vector<uint32_t> hash_prev_;
   std::vector<uint32_t> tokens_;
   FastEncoder fast_;
+  uint64_t window_base_ = 0;  // input offset of window_[0] (levels 2-9)
+  // Checkpoints (levels 4-9).
+  std::function<void(const GoFlateCheckpoint&)> cp_observer_;
+  uint64_t cp_interval_ = 0;
+  uint64_t cp_last_ = 0;
+  bool cp_due_ = false;
+  bool prime_ = false;  // resumed: hash the history once its lookahead is in
 };
 
 void Compressor::EncodeFast() {
@@ -267,6 +289,7 @@ void Compressor::SlideWindow() {
   std::memmove(&window_[0], &window_[kWindowSize], kWindowSize);
   index_ -= kWindowSize;
   window_end_ -= kWindowSize;
+  window_base_ += kWindowSize;
   block_start_ = block_start_ >= kWindowSize ? block_start_ - kWindowSize : INT_MAX;
   hash_offset_ += kWindowSize;
   if (hash_offset_ <= kMaxHashOffset) return;
@@ -318,6 +341,69 @@ void Compressor::WriteBlock(int index) {
   block_start_ = index;
   bw_.WriteBlock(tokens_, false, input, n);
   tokens_.clear();
+  // Recorded at the next step, once the lazy matcher's state for the new
+  // block is settled. Close's blocks are not resumable: their input is short.
+  if (cp_observer_ && !sync_ && window_base_ + uint64_t(index) >= cp_last_ + cp_interval_) {
+    cp_due_ = true;
+  }
+}
+
+void Compressor::RecordCheckpoint() {
+  cp_due_ = false;
+  GoFlateCheckpoint cp;
+  cp.plain_offset = window_base_ + uint64_t(block_start_);
+  cp.bit_offset = bw_.bits().bit_count();
+  cp.window_base = window_base_;
+  cp.byte_pending = byte_available_;
+  if (byte_available_) {
+    cp.match_length = uint16_t(length_);
+    cp.match_distance = uint16_t(offset_);
+  }
+  cp_last_ = cp.plain_offset;
+  cp_observer_(cp);
+}
+
+Status Compressor::Resume(const GoFlateCheckpoint& cp, const uint8_t* history, size_t n) {
+  if (mode_ != Mode::kDeflate || p_.fast_skip != kSkipNever) {
+    return Status::InvalidArgument("goflate: this level has no checkpoints");
+  }
+  const uint64_t h = cp.plain_offset - cp.window_base;
+  if (cp.plain_offset < cp.window_base || h + kMinMatch + kMaxMatch > 2 * kWindowSize ||
+      cp.window_base % kWindowSize != 0 || n != h) {
+    return Status::InvalidArgument("goflate: checkpoint does not fit its history");
+  }
+  std::memcpy(window_.data(), history, n);
+  window_base_ = cp.window_base;
+  window_end_ = block_start_ = int(h);
+  index_ = int(h) + (cp.byte_pending ? 1 : 0);
+  byte_available_ = cp.byte_pending;
+  length_ = cp.byte_pending ? cp.match_length : kMinMatch - 1;
+  offset_ = cp.byte_pending ? cp.match_distance : 0;
+  bw_.bits().StartAt(cp.bit_offset);
+  prime_ = true;
+  return Status::OK();
+}
+
+// Levels 4-9 hash every position in order, so re-inserting the positions a
+// search can still reach (the last 32 KiB, not before the buffer start)
+// re-creates every chain a future search follows.
+void Compressor::PrimeHashes() {
+  prime_ = false;
+  for (int pos = std::max(index_ - kWindowSize, 0); pos < index_; ++pos) InsertHash(pos);
+}
+
+Status Compressor::EndSegment(uint64_t end_bit) {
+  if (!err_.ok()) return err_;
+  Step();  // Write buffers its last piece until the next call
+  BitWriter& out = bw_.bits();
+  if (out.bit_count() != end_bit) {
+    return err_ = Status::Corruption("goflate: segment ends at bit " +
+                                   std::to_string(out.bit_count()) + ", its checkpoint at " +
+                                   std::to_string(end_bit));
+  }
+  closed_ = true;
+  out.FlushPartial();
+  return err_ = Drain(true);
 }
 
 bool Compressor::FindMatch(int pos, int prev_head, int lookahead, int* length, int* offset) {
@@ -354,7 +440,9 @@ template <bool kLazy>
 void Compressor::Deflate() {
   if (window_end_ - index_ < kMinMatch + kMaxMatch && !sync_) return;
   max_insert_index_ = window_end_ - (kMinMatch - 1);
+  if (prime_) PrimeHashes();
   for (;;) {
+    if (cp_due_) RecordCheckpoint();
     const int lookahead = window_end_ - index_;
     if (lookahead < kMinMatch + kMaxMatch) {
       if (!sync_) return;
@@ -435,6 +523,10 @@ GoFlateWriter::~GoFlateWriter() = default;
 bool GoFlateWriter::IsSupportedLevel(int level) { return level >= -2 && level <= 9; }
 
 Status GoFlateWriter::Write(const uint8_t* data, size_t size) { return c_->Write(data, size); }
+void GoFlateWriter::SetCheckpointObserver(uint64_t interval,
+                                          std::function<void(const GoFlateCheckpoint&)> observer) {
+  c_->SetCheckpointObserver(interval, std::move(observer));
+}
 Status GoFlateWriter::Close() { return c_->Close(); }
 
 GoGzipWriter::GoGzipWriter(int level, ByteSink sink)
@@ -479,6 +571,32 @@ Result<std::string> CompressAll(std::string_view data, int level) {
   return out;
 }
 }  // namespace
+
+Result<std::string> GoFlateSegment(int level, const GoFlateCheckpoint* from,
+                                   const GoFlateCheckpoint* to, std::string_view plain) {
+  if (!GoFlateWriter::SupportsCheckpoints(level)) {
+    return Status::InvalidArgument("goflate: level " + std::to_string(level) +
+                                   " has no checkpoints");
+  }
+  std::string out;
+  goflate_internal::Compressor c(level, [&out](const uint8_t* p, size_t n) {
+    out.append(reinterpret_cast<const char*>(p), n);
+    return Status::OK();
+  });
+  const uint64_t base = from ? from->window_base : 0;
+  const uint64_t start = from ? from->plain_offset - base : 0;
+  if (start > plain.size()) return Status::InvalidArgument("goflate: segment history missing");
+  const auto* p = reinterpret_cast<const uint8_t*>(plain.data());
+  if (from) RETURN_IF_ERROR(c.Resume(*from, p, start));
+  // Up to the end checkpoint plus the lookahead that made Go tokenize up to
+  // it, and no further: then no block after it is written.
+  uint64_t end = plain.size();
+  if (to) end = std::min<uint64_t>(end, to->plain_offset + kGoFlateSegmentLookahead - base);
+  if (end < start) return Status::InvalidArgument("goflate: segment ends before it starts");
+  RETURN_IF_ERROR(c.Write(p + start, end - start));
+  RETURN_IF_ERROR(to ? c.EndSegment(to->bit_offset) : c.Close());
+  return out;
+}
 
 Result<std::string> GoGzip(std::string_view data, int level) {
   return CompressAll<GoGzipWriter>(data, level);

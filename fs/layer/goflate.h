@@ -35,6 +35,29 @@ namespace goflate_internal {
 class Compressor;
 }
 
+// A block boundary inside a goflate stream from which the rest of the stream
+// can be re-created without encoding what came before (levels 4-9 and -1, the
+// lazy matchers; docs/layers.md, "Parallel reconstruction"). Everything else
+// the encoder's future output depends on is a function of the input bytes
+// [window_base, plain_offset): the 64 KiB buffer holds them and, because these
+// levels hash every position in order, so do the hash chains.
+struct GoFlateCheckpoint {
+  uint64_t plain_offset = 0;  // input offset where the next block's data begins
+  uint64_t bit_offset = 0;    // DEFLATE bits written before the next block
+  uint64_t window_base = 0;   // input offset of the encoder's buffer start (k * 32 KiB)
+  // The lazy matcher's state: with byte_pending, the byte at plain_offset was
+  // searched already (its best match is match_length/match_distance, length
+  // 3 = none) and waits to become a literal or be superseded by that match.
+  bool byte_pending = false;
+  uint16_t match_length = 3;
+  uint16_t match_distance = 0;
+  bool operator==(const GoFlateCheckpoint&) const = default;
+};
+
+// Input bytes a segment needs after its end checkpoint's plain_offset: the
+// encoder only tokenizes a position with this much input ahead of it.
+inline constexpr uint64_t kGoFlateSegmentLookahead = 4 + 258 + 1;
+
 // Streams one raw DEFLATE stream. Memory is bounded (~1 MiB) whatever the input
 // size. Not thread-safe; one writer per stream. The output does not depend on
 // how the input is split into Write calls (Go's does not either).
@@ -47,6 +70,14 @@ class GoFlateWriter {
   GoFlateWriter& operator=(const GoFlateWriter&) = delete;
 
   static bool IsSupportedLevel(int level);
+  static bool SupportsCheckpoints(int level) { return level == -1 || (level >= 4 && level <= 9); }
+
+  // Before the first Write: report a checkpoint at the first block boundary
+  // at least `interval` input bytes after the previous one (or the start).
+  // Boundaries that Close produces are not reported. No-op for levels without
+  // checkpoints.
+  void SetCheckpointObserver(uint64_t interval,
+                             std::function<void(const GoFlateCheckpoint&)> observer);
 
   chunkstore::Status Write(const uint8_t* data, size_t size);
   // Compresses what is buffered, ends the stream (Go ends it with an empty
@@ -78,6 +109,18 @@ class GoGzipWriter {
   bool header_written_ = false;
   int level_;
 };
+
+// One segment of a DEFLATE stream, re-created from a checkpoint alone:
+// the bits [from.bit_offset, to.bit_offset) as bytes floor(from.bit_offset/8)
+// .. ceil(to.bit_offset/8). Bits of the first and last byte outside the range
+// are zero, so consecutive segments concatenate to the stream by OR-ing the
+// byte they share when a boundary is not byte aligned. `from` null: the
+// stream's start; `to` null: its end (Close). `plain` holds the input from
+// from.window_base (0 without `from`) to the end of the input, or at least to
+// to.plain_offset + kGoFlateSegmentLookahead. REQUIRES: SupportsCheckpoints.
+chunkstore::Result<std::string> GoFlateSegment(int level, const GoFlateCheckpoint* from,
+                                               const GoFlateCheckpoint* to,
+                                               std::string_view plain);
 
 // Whole-buffer convenience for tests and small blobs: gzip.NewWriterLevel +
 // Write + Close in Go. InvalidArgument for an unsupported level.

@@ -96,7 +96,29 @@ class BitWriter {
   // Whole bytes written so far; Clear() after handing them on.
   const uint8_t* data() const { return buf_.data(); }
   size_t size() const { return size_; }
-  void Clear() { size_ = 0; }
+  void Clear() {
+    cleared_ += size_;
+    size_ = 0;
+  }
+  // Bits written since the stream began (or since the resumed position).
+  uint64_t bit_count() const { return (cleared_ + size_) * 8 + uint64_t(nbits_); }
+  // Continues a stream at bit `bit`: the bits of the byte `bit` falls in that
+  // come before it are left zero (they belong to the previous segment).
+  void StartAt(uint64_t bit) {
+    cleared_ = bit / 8;
+    nbits_ = int(bit % 8);
+    bits_ = 0;
+  }
+  // Writes out every pending bit (zero padded to a byte) without changing the
+  // stream position as bit_count() sees it: for cutting a segment.
+  void FlushPartial() {
+    while (nbits_ > 0) {
+      Append(uint8_t(bits_));
+      bits_ >>= 8;
+      nbits_ -= 8;
+    }
+    nbits_ = 0;
+  }
 
  private:
   void Append(uint8_t b) {
@@ -108,6 +130,7 @@ class BitWriter {
   int nbits_ = 0;
   std::vector<uint8_t> buf_;
   size_t size_ = 0;
+  uint64_t cleared_ = 0;  // bytes handed on by Clear()
 };
 
 // Encodes one block of tokens, choosing stored / fixed / dynamic as Go does.

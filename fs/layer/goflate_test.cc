@@ -786,5 +786,153 @@ TEST(GoFlate, FilesFromEnvironment) {
   }
 }
 
+
+// ---------------------------------------------------------------------------
+// Checkpoints: segments re-created independently, each from its checkpoint
+// alone, concatenate to Go's exact stream.
+
+struct Checkpointed {
+  std::string deflate;  // goflate's raw stream, made in one pass
+  std::vector<GoFlateCheckpoint> cps;
+};
+
+Checkpointed WithCheckpoints(std::string_view data, int level, uint64_t interval) {
+  Checkpointed r;
+  GoFlateWriter w(level, [&r](const uint8_t* p, size_t n) {
+    r.deflate.append(reinterpret_cast<const char*>(p), n);
+    return Status::OK();
+  });
+  w.SetCheckpointObserver(interval, [&r](const GoFlateCheckpoint& cp) { r.cps.push_back(cp); });
+  EXPECT_TRUE(w.Write(reinterpret_cast<const uint8_t*>(data.data()), data.size()).ok());
+  EXPECT_TRUE(w.Close().ok());
+  return r;
+}
+
+// Segment i runs from checkpoint i-1 (or the start) to checkpoint i (or the
+// end), and sees only the input it is documented to need.
+std::string Stitch(std::string_view data, int level, const std::vector<GoFlateCheckpoint>& cps) {
+  std::string out;
+  for (size_t i = 0; i <= cps.size(); ++i) {
+    const GoFlateCheckpoint* from = i > 0 ? &cps[i - 1] : nullptr;
+    const GoFlateCheckpoint* to = i < cps.size() ? &cps[i] : nullptr;
+    uint64_t begin = from ? from->window_base : 0;
+    uint64_t end = to ? std::min<uint64_t>(data.size(), to->plain_offset + kGoFlateSegmentLookahead)
+                      : data.size();
+    auto seg = GoFlateSegment(level, from, to, data.substr(begin, end - begin));
+    if (!seg.ok()) {
+      ADD_FAILURE() << "segment " << i << ": " << seg.status().ToString();
+      return "";
+    }
+    std::string_view b = *seg;
+    if (from && from->bit_offset % 8 != 0) {  // the byte both segments share
+      if (b.empty() || out.empty()) {
+        ADD_FAILURE() << "segment " << i << " has no shared byte";
+        return "";
+      }
+      out.back() = char(out.back() | b[0]);
+      b.remove_prefix(1);
+    }
+    out.append(b);
+  }
+  return out;
+}
+
+std::string GoDeflateOf(std::string_view data, int level) {
+  std::string gz = Oracle::Get().Gzip(data, level);
+  return gz.size() < 18 ? gz : gz.substr(10, gz.size() - 18);
+}
+
+// Returns how many checkpoints had a pending byte (the lazy matcher's state).
+size_t ExpectSegmentsMakeGoStream(std::string_view data, int level, uint64_t interval,
+                                  const std::string& what) {
+  std::string want = GoDeflateOf(data, level);
+  Checkpointed c = WithCheckpoints(data, level, interval);
+  EXPECT_EQ(c.deflate, want) << what << ": one-pass goflate differs from Go";
+  std::string got = Stitch(data, level, c.cps);
+  if (got != want) {
+    size_t i = 0;
+    while (i < got.size() && i < want.size() && got[i] == want[i]) ++i;
+    ADD_FAILURE() << what << " at level " << level << ", " << c.cps.size()
+                  << " checkpoints: stitched segments differ from Go at byte " << i << " of "
+                  << want.size() << " (got " << got.size() << ")";
+  }
+  size_t pending = 0;
+  for (const auto& cp : c.cps) pending += cp.byte_pending;
+  return pending;
+}
+
+TEST(GoFlateCheckpoints, EveryBlockBoundaryAllLazyLevels) {
+  REQUIRE_ORACLE();
+  size_t pending = 0, total = 0;
+  for (int level : {-1, 4, 5, 6, 7, 8, 9}) {
+    for (int kind = 0; kind < 4; ++kind) {
+      size_t n = 1500000 + 77777 * size_t(kind);
+      std::string data = kind == 0   ? Mixed(n, 5 + level)
+                         : kind == 1 ? Text(n, 6 + level)
+                         : kind == 2 ? Runs(n, 7 + level)
+                                     : Mixed(n, 8 + level) + RandomBytes(70000, 9) + Text(n, 10);
+      pending += ExpectSegmentsMakeGoStream(data, level, 0,
+                                            "kind " + std::to_string(kind));
+      total += WithCheckpoints(data, level, 0).cps.size();
+    }
+  }
+  // Both lazy-matcher states at a boundary were exercised.
+  EXPECT_GT(pending, 0u);
+  EXPECT_LT(pending, total);
+}
+
+TEST(GoFlateCheckpoints, RealTarEveryBoundaryAndSparse) {
+  REQUIRE_ORACLE();
+  fs::path root = Oracle::Get().dir() / "cptree";
+  std::string tar = TarOfTree(root);
+  ASSERT_GT(tar.size(), 1u << 20);
+  for (int level : {6, 9}) {
+    ExpectSegmentsMakeGoStream(tar, level, 0, "tar");
+    ExpectSegmentsMakeGoStream(tar, level, 1 << 20, "tar, 1 MiB apart");
+  }
+}
+
+// Segments cut across window slides, hash-offset rebases (> 16 MiB) and long
+// inputs: 40 MB at level 6 with checkpoints 4 MiB apart.
+TEST(GoFlateCheckpoints, LargeInputFewCheckpoints) {
+  REQUIRE_ORACLE();
+  std::string data = Mixed(40 << 20, 31);
+  ExpectSegmentsMakeGoStream(data, 6, 4 << 20, "mixed 40 MB");
+}
+
+TEST(GoFlateCheckpoints, RandomizedSizesAndIntervals) {
+  REQUIRE_ORACLE();
+  std::mt19937_64 rng(123);
+  static const int kLevels[] = {-1, 4, 5, 6, 7, 8, 9};
+  for (int i = 0; i < 30; ++i) {
+    size_t n = rng() % 900000;
+    std::string data = rng() % 2 ? Mixed(n, rng()) : Text(n, rng());
+    ExpectSegmentsMakeGoStream(data, kLevels[rng() % 7], rng() % 200000,
+                               "case " + std::to_string(i));
+  }
+}
+
+// Levels whose state is not a function of recent input report no checkpoints
+// and refuse segments.
+TEST(GoFlateCheckpoints, OtherLevelsHaveNone) {
+  std::string data = Mixed(400000, 3);
+  for (int level : {-2, 0, 1, 2, 3}) {
+    EXPECT_FALSE(GoFlateWriter::SupportsCheckpoints(level));
+    EXPECT_TRUE(WithCheckpoints(data, level, 0).cps.empty()) << level;
+    EXPECT_FALSE(GoFlateSegment(level, nullptr, nullptr, data).ok()) << level;
+  }
+}
+
+// A checkpoint that does not describe the stream is caught: the segment does
+// not end where the next checkpoint says.
+TEST(GoFlateCheckpoints, WrongCheckpointIsAnError) {
+  std::string data = Text(600000, 4);
+  Checkpointed c = WithCheckpoints(data, 6, 0);
+  ASSERT_GE(c.cps.size(), 2u);
+  GoFlateCheckpoint to = c.cps[1];
+  to.bit_offset += 1;
+  EXPECT_FALSE(GoFlateSegment(6, &c.cps[0], &to, data.substr(c.cps[0].window_base)).ok());
+}
+
 }  // namespace
 }  // namespace cofferlayer

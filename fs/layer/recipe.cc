@@ -58,12 +58,13 @@ class Reader {
     pos_ += n;
     return s;
   }
-
- private:
-  void Fail(const char* field) {
+  void Invalid(const std::string& field) {
     if (ok_) field_ = field;
     ok_ = false;
   }
+
+ private:
+  void Fail(const char* field) { Invalid(field); }
   std::string_view b_;
   size_t pos_ = 0;
   bool ok_ = true;
@@ -84,6 +85,57 @@ void EncodeMember(const MemberRecipe& m, std::string* out) {
   out->push_back(static_cast<char>(e.window_log));
   PutVarint(out, m.plain_size);
   PutBytes(out, m.trailer);
+}
+
+void EncodeCheckpoints(const MemberRecipe& m, std::string* out) {
+  PutVarint(out, m.checkpoints.size());
+  GoFlateCheckpoint prev;
+  prev.plain_offset = prev.bit_offset = 0;
+  for (const GoFlateCheckpoint& cp : m.checkpoints) {
+    PutVarint(out, cp.plain_offset - prev.plain_offset);
+    PutVarint(out, cp.bit_offset - prev.bit_offset);
+    PutVarint(out, cp.plain_offset - cp.window_base);
+    out->push_back(static_cast<char>(cp.byte_pending ? 1 : 0));
+    if (cp.byte_pending) {
+      PutVarint(out, cp.match_length);
+      PutVarint(out, cp.match_distance);
+    }
+    prev = cp;
+  }
+}
+
+// Checkpoints are only meaningful for an encoder that has them, strictly
+// increasing and inside the member; anything else is corruption.
+void DecodeCheckpoints(Reader& r, MemberRecipe* m) {
+  uint64_t n = r.Varint("checkpoint count");
+  if (n > kMaxMemberCheckpoints) return r.Invalid("checkpoint count");
+  if (n > 0 && (m->encoder.id != EncoderId::kGoFlate ||
+                !GoFlateWriter::SupportsCheckpoints(m->encoder.level))) {
+    return r.Invalid("checkpoints for an encoder without them");
+  }
+  uint64_t plain = 0, bits = 0;
+  for (uint64_t i = 0; i < n && r.ok(); ++i) {
+    GoFlateCheckpoint cp;
+    uint64_t dp = r.Varint("checkpoint plain_delta"), db = r.Varint("checkpoint bit_delta");
+    uint64_t back = r.Varint("checkpoint window_back");
+    uint8_t flags = r.U8("checkpoint flags");
+    if (dp == 0 || db == 0 || dp > m->plain_size - plain || back > 2 * 32768 || flags > 1 ||
+        back > plain + dp || (plain + dp - back) % 32768 != 0) {
+      return r.Invalid("checkpoint " + std::to_string(i));
+    }
+    cp.plain_offset = plain += dp;
+    cp.bit_offset = bits += db;
+    cp.window_base = cp.plain_offset - back;
+    cp.byte_pending = flags & 1;
+    if (cp.byte_pending) {
+      uint64_t len = r.Varint("checkpoint match_length"),
+               dist = r.Varint("checkpoint match_distance");
+      if (len < 3 || len > 258 || dist > 32768) return r.Invalid("checkpoint " + std::to_string(i));
+      cp.match_length = static_cast<uint16_t>(len);
+      cp.match_distance = static_cast<uint16_t>(dist);
+    }
+    m->checkpoints.push_back(cp);
+  }
 }
 
 MemberRecipe DecodeMember(Reader& r) {
@@ -116,11 +168,16 @@ uint64_t LayerRecipe::PlainSize() const {
 }
 
 std::string LayerRecipe::Encode() const {
+  bool checkpoints = false;
+  for (const auto& m : members) checkpoints |= !m.checkpoints.empty();
   std::string out(kMagic);
-  out.push_back(static_cast<char>(kRecipeVersion));
+  out.push_back(static_cast<char>(checkpoints ? kRecipeVersionCheckpoints : kRecipeVersion));
   out.push_back(static_cast<char>(compression));
   PutVarint(&out, members.size());
-  for (const auto& m : members) EncodeMember(m, &out);
+  for (const auto& m : members) {
+    EncodeMember(m, &out);
+    if (checkpoints) EncodeCheckpoints(m, &out);
+  }
   PutBytes(&out, tail);
   uint32_t crc =
       crc32(0, reinterpret_cast<const Bytef*>(out.data()), static_cast<uInt>(out.size()));
@@ -139,8 +196,9 @@ Result<LayerRecipe> LayerRecipe::Decode(std::string_view b) {
     stored |= static_cast<uint32_t>(static_cast<uint8_t>(b[body.size() + i])) << (8 * i);
   if (crc != stored) return bad("CRC-32 mismatch");
   Reader r(body.substr(4));
-  if (uint8_t v = r.U8("version"); v != kRecipeVersion) {
-    return bad("unsupported version " + std::to_string(v));
+  const uint8_t version = r.U8("version");
+  if (version != kRecipeVersion && version != kRecipeVersionCheckpoints) {
+    return bad("unsupported version " + std::to_string(version));
   }
   LayerRecipe rec;
   uint8_t c = r.U8("compression");
@@ -148,7 +206,10 @@ Result<LayerRecipe> LayerRecipe::Decode(std::string_view b) {
   rec.compression = static_cast<LayerCompression>(c);
   uint64_t count = r.Varint("member count");
   if (count > kMaxRecipeMembers) return bad("too many members");
-  for (uint64_t i = 0; i < count && r.ok(); ++i) rec.members.push_back(DecodeMember(r));
+  for (uint64_t i = 0; i < count && r.ok(); ++i) {
+    rec.members.push_back(DecodeMember(r));
+    if (version == kRecipeVersionCheckpoints) DecodeCheckpoints(r, &rec.members.back());
+  }
   rec.tail = r.Bytes("tail");
   if (!r.ok()) return bad("truncated or malformed field '" + r.failed_field() + "'");
   if (r.pos() != body.size() - 4) return bad("trailing bytes");

@@ -10,6 +10,13 @@
 //             | mem_level u8 | strategy u8 | block_size | flags u8 (1 checksum,
 //             2 content_size, 4 multithread) | window_log u8 | plain_size | trailer_len trailer }
 //   tail_len tail | crc32 (zlib CRC-32 of all bytes before it, u32 little-endian)
+// Version 2 (written only when some member has checkpoints) appends to each
+// member, after its trailer:
+//   cp_count, cp_count x { plain_delta | bit_delta | window_back | flags u8
+//             (1 byte_pending) | if byte_pending: match_length match_distance }
+// deltas from the previous checkpoint (the first from 0), plain offsets within
+// the member's uncompressed bytes, bit offsets within its DEFLATE stream,
+// window_back = plain_offset - window_base.
 #ifndef COFFERLAYER_RECIPE_H_
 #define COFFERLAYER_RECIPE_H_
 
@@ -20,10 +27,13 @@
 
 #include "decode.h"
 #include "encoders.h"
+#include "goflate.h"
 
 namespace cofferlayer {
 
 inline constexpr uint8_t kRecipeVersion = 1;
+inline constexpr uint8_t kRecipeVersionCheckpoints = 2;
+inline constexpr size_t kMaxMemberCheckpoints = 1 << 20;
 inline constexpr size_t kMaxRecipeMembers = 1 << 20;
 
 struct MemberRecipe {
@@ -31,6 +41,9 @@ struct MemberRecipe {
   EncoderSpec encoder;  // for zstd, encoder.source_size == plain_size when content_size
   uint64_t plain_size = 0;
   std::string trailer;  // gzip CRC-32 + ISIZE as pushed; empty for zstd
+  // kGoFlate at a level with checkpoints: where the member's DEFLATE stream
+  // can be re-created from the middle (increasing plain_offset). Optional.
+  std::vector<GoFlateCheckpoint> checkpoints;
   bool operator==(const MemberRecipe&) const = default;
 };
 

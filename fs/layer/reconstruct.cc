@@ -3,7 +3,14 @@
 #include <openssl/evp.h>
 #include <zlib.h>
 
+#include <algorithm>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <thread>
+
 #include "encoders.h"
+#include "goflate.h"
 
 namespace cofferlayer {
 namespace {
@@ -25,10 +32,34 @@ uint32_t Le32(std::string_view b, size_t off) {
   return v;
 }
 
+// A goflate member encoded with a checkpoint observer (ingestion).
+class CheckpointingGoFlate : public Encoder {
+ public:
+  CheckpointingGoFlate(int level, uint64_t interval, std::vector<GoFlateCheckpoint>* cps)
+      : w_(level, [this](const uint8_t* p, size_t n) {
+          out_->append(reinterpret_cast<const char*>(p), n);
+          return Status::OK();
+        }) {
+    w_.SetCheckpointObserver(interval, [cps](const GoFlateCheckpoint& cp) { cps->push_back(cp); });
+  }
+  Status Write(std::string_view in, std::string* out) override {
+    out_ = out;
+    return w_.Write(reinterpret_cast<const uint8_t*>(in.data()), in.size());
+  }
+  Status Finish(std::string* out) override {
+    out_ = out;
+    return w_.Close();
+  }
+
+ private:
+  std::string* out_ = nullptr;
+  GoFlateWriter w_;
+};
+
 }  // namespace
 
 Reconstructor::Reconstructor(const LayerRecipe& recipe, LayerSink sink)
-    : recipe_(recipe), sink_(std::move(sink)) {}
+    : recipe_(recipe), sink_(std::move(sink)), checkpoints_(recipe.members.size()) {}
 Reconstructor::~Reconstructor() = default;
 
 Status Reconstructor::Emit(std::string_view b) {
@@ -39,7 +70,14 @@ Status Reconstructor::Emit(std::string_view b) {
 
 Status Reconstructor::BeginMember() {
   const MemberRecipe& m = recipe_.members[member_];
-  ASSIGN_OR_RETURN(enc_, NewEncoder(m.encoder));
+  if (cp_interval_ > 0 && m.encoder.id == EncoderId::kGoFlate &&
+      GoFlateWriter::SupportsCheckpoints(m.encoder.level)) {
+    checkpoints_[member_].clear();
+    enc_ = std::make_unique<CheckpointingGoFlate>(m.encoder.level, cp_interval_,
+                                                  &checkpoints_[member_]);
+  } else {
+    ASSIGN_OR_RETURN(enc_, NewEncoder(m.encoder));
+  }
   in_member_ = true;
   member_in_ = 0;
   crc_ = crc32(0, nullptr, 0);
@@ -158,6 +196,182 @@ std::string Sha256Digest(std::string_view data) {
   unsigned int n = 0;
   EVP_Digest(data.data(), data.size(), md, &n, EVP_sha256(), nullptr);
   return "sha256:" + Hex(md, n);
+}
+
+}  // namespace cofferlayer
+
+namespace cofferlayer {
+
+// ---------------------------------------------------------------------------
+// SegmentedReconstructor. Segment i runs from checkpoint i-1 (the stream's
+// start for i = 0) to checkpoint i (the end for the last). A checkpoint whose
+// bit offset is not byte aligned splits a byte: both segments make it, each
+// with the other's bits zero; the later segment owns it, so the consumer
+// carries the earlier one's last byte over and ORs it in.
+
+struct SegmentedReconstructor::Shared {
+  std::mutex mu;
+  std::condition_variable work, done;
+  bool stop = false;
+  uint64_t generation = 0;  // Restart discards what workers were making
+  size_t next_make = 0, next_deliver = 0;
+  std::map<size_t, Result<std::string>> made;
+  int ahead = 1;
+  std::vector<std::thread> threads;
+  // Consumer side (Next/Restart): the running hash, and per segment delivered
+  // the hash state and carried byte at its start, for restarts.
+  EVP_MD_CTX* hash = nullptr;
+  int carry = -1;
+  std::vector<EVP_MD_CTX*> snapshot;
+  std::vector<int> snapshot_carry;
+};
+
+bool SegmentedReconstructor::Supports(const LayerRecipe& r) {
+  return r.compression == LayerCompression::kGzip && r.members.size() == 1 &&
+         r.members[0].encoder.id == EncoderId::kGoFlate &&
+         GoFlateWriter::SupportsCheckpoints(r.members[0].encoder.level) &&
+         !r.members[0].checkpoints.empty();
+}
+
+SegmentedReconstructor::SegmentedReconstructor(LayerRecipe recipe, std::string expected_digest,
+                                               PlainReader read, int threads, int ahead)
+    : recipe_(std::move(recipe)),
+      expected_(std::move(expected_digest)),
+      read_(std::move(read)),
+      sh_(std::make_unique<Shared>()) {
+  const MemberRecipe& m = recipe_.members[0];
+  starts_.push_back(0);
+  for (const GoFlateCheckpoint& cp : m.checkpoints) starts_.push_back(m.header.size() + cp.bit_offset / 8);
+  sh_->ahead = std::max(ahead, threads);
+  sh_->hash = EVP_MD_CTX_new();
+  EVP_DigestInit_ex(sh_->hash, EVP_sha256(), nullptr);
+  sh_->snapshot.assign(starts_.size(), nullptr);
+  sh_->snapshot_carry.assign(starts_.size(), -1);
+  for (int t = 0; t < threads; ++t) sh_->threads.emplace_back([this] { Work(); });
+}
+
+SegmentedReconstructor::~SegmentedReconstructor() {
+  {
+    std::lock_guard<std::mutex> l(sh_->mu);
+    sh_->stop = true;
+  }
+  sh_->work.notify_all();
+  for (std::thread& t : sh_->threads) t.join();
+  EVP_MD_CTX_free(sh_->hash);
+  for (EVP_MD_CTX* c : sh_->snapshot) EVP_MD_CTX_free(c);
+}
+
+void SegmentedReconstructor::Work() {
+  std::unique_lock<std::mutex> l(sh_->mu);
+  for (;;) {
+    sh_->work.wait(l, [&] {
+      return sh_->stop || (sh_->next_make < segments() &&
+                           sh_->next_make < sh_->next_deliver + size_t(sh_->ahead));
+    });
+    if (sh_->stop) return;
+    const size_t i = sh_->next_make++;
+    const uint64_t gen = sh_->generation;
+    l.unlock();
+    Result<std::string> r = Make(i);
+    l.lock();
+    if (gen == sh_->generation) {
+      sh_->made.emplace(i, std::move(r));
+      sh_->done.notify_all();
+    }
+  }
+}
+
+// Segment i's bytes as GoFlateSegment makes them, framed: the gzip header
+// before the first, trailer and tail after the last.
+Result<std::string> SegmentedReconstructor::Make(size_t i) {
+  const MemberRecipe& m = recipe_.members[0];
+  const GoFlateCheckpoint* from = i > 0 ? &m.checkpoints[i - 1] : nullptr;
+  const GoFlateCheckpoint* to = i < m.checkpoints.size() ? &m.checkpoints[i] : nullptr;
+  const uint64_t begin = from ? from->window_base : 0;
+  const uint64_t end =
+      to ? std::min(m.plain_size, to->plain_offset + kGoFlateSegmentLookahead) : m.plain_size;
+  std::string plain(end - begin, '\0');
+  for (uint64_t got = 0; got < plain.size();) {
+    ASSIGN_OR_RETURN(size_t n, read_(begin + got, plain.size() - got, plain.data() + got));
+    if (n == 0) return Status::Corruption("layer " + expected_ + ": stored tar ends early");
+    got += n;
+  }
+  ASSIGN_OR_RETURN(std::string seg, GoFlateSegment(m.encoder.level, from, to, plain));
+  if (!from) seg.insert(0, m.header);
+  if (!to) seg.append(m.trailer).append(recipe_.tail);
+  return seg;
+}
+
+size_t SegmentedReconstructor::RestartPoint(uint64_t offset) const {
+  size_t i = size_t(std::upper_bound(starts_.begin(), starts_.end(), offset) - starts_.begin());
+  i = i > 0 ? i - 1 : 0;
+  while (i > 0 && sh_->snapshot[i] == nullptr) --i;
+  return i;
+}
+
+void SegmentedReconstructor::Restart(size_t i) {
+  if (i > 0 && sh_->snapshot[i] == nullptr) i = 0;  // never delivered: from the top
+  {
+    std::lock_guard<std::mutex> l(sh_->mu);
+    ++sh_->generation;
+    sh_->made.clear();
+    sh_->next_make = sh_->next_deliver = i;
+  }
+  sh_->work.notify_all();
+  if (i == 0) {
+    EVP_DigestInit_ex(sh_->hash, EVP_sha256(), nullptr);
+    sh_->carry = -1;
+  } else {
+    EVP_MD_CTX_copy_ex(sh_->hash, sh_->snapshot[i]);
+    sh_->carry = sh_->snapshot_carry[i];
+  }
+}
+
+Result<std::string> SegmentedReconstructor::Next() {
+  size_t i;
+  Result<std::string> r = std::string();
+  {
+    std::unique_lock<std::mutex> l(sh_->mu);
+    i = sh_->next_deliver;
+    if (i >= segments()) return std::string();
+    sh_->done.wait(l, [&] { return sh_->made.count(i) > 0; });
+    r = std::move(sh_->made.at(i));
+    sh_->made.erase(i);
+    ++sh_->next_deliver;
+  }
+  sh_->work.notify_all();
+  if (!r.ok()) return r.status().Annotate("reconstruct layer " + expected_);
+  std::string seg = std::move(r).value();
+  if (i > 0 && sh_->snapshot[i] == nullptr) {
+    sh_->snapshot[i] = EVP_MD_CTX_new();
+    EVP_MD_CTX_copy_ex(sh_->snapshot[i], sh_->hash);
+    sh_->snapshot_carry[i] = sh_->carry;
+  }
+  if (sh_->carry >= 0) {
+    if (seg.empty()) return Status::Corruption("reconstruct layer " + expected_ + ": empty segment");
+    seg[0] = static_cast<char>(static_cast<uint8_t>(seg[0]) | sh_->carry);
+    sh_->carry = -1;
+  }
+  const auto& cps = recipe_.members[0].checkpoints;
+  if (i < cps.size() && cps[i].bit_offset % 8 != 0) {
+    if (seg.empty()) return Status::Corruption("reconstruct layer " + expected_ + ": empty segment");
+    sh_->carry = static_cast<uint8_t>(seg.back());
+    seg.pop_back();
+  }
+  EVP_DigestUpdate(sh_->hash, seg.data(), seg.size());
+  if (i + 1 == segments()) {
+    EVP_MD_CTX* c = EVP_MD_CTX_new();
+    EVP_MD_CTX_copy_ex(c, sh_->hash);
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    EVP_DigestFinal_ex(c, md, &n);
+    EVP_MD_CTX_free(c);
+    if (std::string got = "sha256:" + Hex(md, n); got != expected_) {
+      return Status::Corruption("reconstruct layer " + expected_ + ": segments make digest " +
+                                got + "; recipe or uncompressed data is wrong");
+    }
+  }
+  return seg;
 }
 
 }  // namespace cofferlayer

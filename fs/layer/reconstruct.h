@@ -11,10 +11,12 @@
 #ifndef COFFERLAYER_RECONSTRUCT_H_
 #define COFFERLAYER_RECONSTRUCT_H_
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "recipe.h"
 
@@ -39,6 +41,14 @@ class Reconstructor {
   Status Finish();
   uint64_t bytes_out() const { return out_bytes_; }
 
+  // Before the first Feed: goflate members at a level with checkpoints are
+  // encoded with an observer that records them about `interval` plain bytes
+  // apart (member-relative); checkpoints(i) has member i's once it ended.
+  void RecordCheckpoints(uint64_t interval) { cp_interval_ = interval; }
+  const std::vector<GoFlateCheckpoint>& checkpoints(size_t member) const {
+    return checkpoints_[member];
+  }
+
  private:
   Status BeginMember();
   Status EndMember();
@@ -53,6 +63,8 @@ class Reconstructor {
   std::unique_ptr<Encoder> enc_;
   std::string buf_;
   Status error_;
+  uint64_t cp_interval_ = 0;  // 0: no checkpoints recorded
+  std::vector<std::vector<GoFlateCheckpoint>> checkpoints_;
 };
 
 // expected_digest: "sha256:<64 hex>", the layer's digest in the manifest.
@@ -63,6 +75,10 @@ class VerifyingReconstructor {
   Status Feed(std::string_view plain);
   // OK only if the emitted bytes have the expected digest.
   Status Finish();
+  void RecordCheckpoints(uint64_t interval) { inner_.RecordCheckpoints(interval); }
+  const std::vector<GoFlateCheckpoint>& checkpoints(size_t member) const {
+    return inner_.checkpoints(member);
+  }
 
  private:
   std::string expected_;
@@ -70,6 +86,51 @@ class VerifyingReconstructor {
   std::unique_ptr<Hash> hash_;
   LayerSink downstream_;
   Reconstructor inner_;
+};
+
+// Reads the uncompressed stream at any offset; called from several threads
+// at once. Returns the bytes copied (fewer only at the end).
+using PlainReader = std::function<Result<size_t>(uint64_t offset, size_t n, char* out)>;
+
+// Re-creates a layer in segments that worker threads make ahead of the reader,
+// each from a checkpoint alone (docs/layers.md, "Parallel reconstruction").
+// Output is in order and hashed as a whole: the read that ends the blob fails
+// with Corruption unless it has the expected digest. Memory: `ahead` segments
+// of output plus each worker's input (~ one segment of plain bytes).
+class SegmentedReconstructor {
+ public:
+  // One gzip member encoded by goflate, with checkpoints.
+  static bool Supports(const LayerRecipe& recipe);
+
+  // REQUIRES: Supports(recipe); threads >= 1; ahead >= threads.
+  SegmentedReconstructor(LayerRecipe recipe, std::string expected_digest, PlainReader read,
+                         int threads, int ahead);
+  ~SegmentedReconstructor();
+  SegmentedReconstructor(const SegmentedReconstructor&) = delete;
+  SegmentedReconstructor& operator=(const SegmentedReconstructor&) = delete;
+
+  size_t segments() const { return starts_.size(); }
+  // Blob offset of segment i's first byte.
+  uint64_t SegmentStart(size_t i) const { return starts_[i]; }
+  // The last segment that starts at or before `offset` and can be restarted
+  // from: one delivered before, or the first.
+  size_t RestartPoint(uint64_t offset) const;
+  // Makes the next Next() deliver segment i again. REQUIRES: i <= delivered so far.
+  void Restart(size_t i);
+  // The next segment's bytes, from SegmentStart; an empty string after the
+  // last. The one that ends the blob fails unless the digest matched.
+  Result<std::string> Next();
+
+ private:
+  struct Shared;
+  void Work();
+  Result<std::string> Make(size_t i);
+
+  const LayerRecipe recipe_;
+  const std::string expected_;
+  PlainReader read_;
+  std::vector<uint64_t> starts_;
+  std::unique_ptr<Shared> sh_;
 };
 
 // "sha256:<hex>" of data (tests, tools).
