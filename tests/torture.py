@@ -7,7 +7,9 @@ It alternates two kinds of phases over one repository until --duration is up:
            writer creates, overwrites, renames and deletes files in
            /backups/t/current (each op fsynced) and seals snapshots of it
            (`coffer snapshot`); a pusher pushes blobs (monolithic and chunked)
-           and manifests with unique tags, pulls and deletes manifests; `coffer
+           and manifests with unique tags whose layers are mostly real tar or
+           tar+gzip (serve runs with --dedup-layers half the time, so kills
+           land in the background re-store too), pulls and deletes manifests; `coffer
            gc` runs through the daemon. Then the serve process gets SIGKILL at
            a random moment (sometimes SIGTERM, which must exit 0).
   offline: concurrent `coffer backup` of freshly generated trees, `coffer put`,
@@ -38,6 +40,8 @@ Exit 0 when every check held; 1 with "FAIL [torture]: ..." otherwise.
 """
 
 import argparse
+import gzip
+import io
 import http.client
 import json
 import os
@@ -47,6 +51,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import tempfile
 import threading
 import time
@@ -170,6 +175,23 @@ def make_tree(rng, root, pool):
     return tree
 
 
+def make_layer(rng, pool):
+    """A real image layer: a tar (or tar+gzip) of a few files, some of whose
+    contents recur across layers. Returns (media type, bytes)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for i in range(rng.randint(1, 6)):
+            data = rng.choice(pool) if pool and rng.random() < 0.4 else \
+                rng.randbytes(rng.choice([10, 5000, 70000, rng.randint(0, 400000)]))
+            info = tarfile.TarInfo(f"usr/lib/f{rng.getrandbits(32)}-{i}")
+            info.size, info.mtime, info.mode = len(data), 1700000000, 0o644
+            tar.addfile(info, io.BytesIO(data))
+    raw = buf.getvalue()
+    if rng.random() < 0.5:
+        return "application/vnd.oci.image.layer.v1.tar", raw
+    return "application/vnd.oci.image.layer.v1.tar+gzip", gzip.compress(raw, mtime=0)
+
+
 def read_tree(root):
     """{relpath: sha} of the regular files under root."""
     tree = {}
@@ -254,8 +276,12 @@ class Torture:
         n = self.next_serial()
         self.serve_log = os.path.join(self.work, f"serve.{n}.log")
         log = open(self.serve_log, "wb")
+        # Half the time layers are re-stored in the background (tar chunked file
+        # by file plus a recipe), so kills also land in that re-store and swap.
+        extra = ["--dedup-layers"] if self.rng.random() < 0.5 else []
+        self.exp.bump(f"serve starts{' --dedup-layers' if extra else ''}")
         self.serve = subprocess.Popen(self.cf.base[:-1] + [
-            "serve", "--mount", self.mnt, "--registry", "127.0.0.1:0"],
+            "serve", "--mount", self.mnt, "--registry", "127.0.0.1:0"] + extra,
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         log.close()
         deadline = time.monotonic() + 60
@@ -294,7 +320,7 @@ class Torture:
         else:
             p.kill()
             try:
-                p.wait(timeout=10)
+                p.wait(timeout=5)  # a SIGKILLed serve is gone in milliseconds
             except subprocess.TimeoutExpired:
                 # A thread of serve was inside a request to its own mount (the
                 # registry publishing a blob by rename) when the FUSE threads
@@ -387,15 +413,18 @@ class Torture:
 
         def kill(stop, _):
             killed = []
+            dead = set()
             for _ in range(kills):
-                for _ in range(100):  # wait (up to 2 s) for a victim
+                for _ in range(100):  # wait (up to 2 s) for a victim not yet killed
                     victim = self.procs.pick(self.rng)
-                    if victim:
+                    if victim and victim[0].pid not in dead:
                         break
+                    victim = None
                     time.sleep(0.02)
                 if victim:
                     p, what = victim
                     p.kill()
+                    dead.add(p.pid)
                     killed.append(what)
                 time.sleep(self.rng.uniform(0, 1.0))
             stop.set()
@@ -491,14 +520,16 @@ class Torture:
         elif op == "manifest":
             layers = []
             for _ in range(rng.randint(1, 2)):
-                data = rng.randbytes(rng.randint(0, 200000))
+                if rng.random() < 0.6:
+                    mt, data = make_layer(rng, self.pool)
+                else:
+                    mt, data = "application/vnd.oci.image.layer.v1.tar", rng.randbytes(rng.randint(0, 200000))
                 st, d = reg.push_blob(rng, repo, data)
                 if st != 201:
                     raise Failure(f"push layer {d} to {repo}: HTTP {st}, want 201")
                 with e.lock:
                     e.blobs[d] = repo
-                layers.append({"mediaType": "application/vnd.oci.image.layer.v1.tar",
-                               "digest": d, "size": len(data)})
+                layers.append({"mediaType": mt, "digest": d, "size": len(data)})
             cfg = json.dumps({"architecture": "amd64", "os": "linux",
                               "n": rng.getrandbits(64)}).encode()
             st, cd = reg.push_blob(rng, repo, cfg)
