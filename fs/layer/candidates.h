@@ -24,6 +24,8 @@ class MemberMatcher {
   void AddPlain(std::string_view bytes);
   // End of the member: the first candidate that reproduced it, if any.
   std::optional<EncoderSpec> Finish();
+  // True when no candidate is left and none can start: Finish will fail.
+  bool exhausted() const { return !AnyAlive() && (queue_.empty() || !replay_ok_); }
   // For a failure report: the tried candidates and where each diverged.
   const std::string& report() const { return report_; }
 

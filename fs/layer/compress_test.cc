@@ -1,4 +1,5 @@
 #include <gtest/gtest.h>
+#include <zlib.h>
 
 #include <random>
 
@@ -138,8 +139,11 @@ std::vector<EncoderCase> Cases() {
   }
   v.push_back({"go1", "GOGZ 1", GoFlateWriter::IsSupportedLevel(1)});
   v.push_back({"pigz6_p1", "pigz -6 -p 1", true});
-  v.push_back({"pigz6_b64", "pigz -6 -b 64", false});
-  v.push_back({"pigz6_indep", "pigz -6 -i", false});
+  v.push_back({"pigz6_b64", "pigz -6 -b 64", true});
+  v.push_back({"pigz6_b1024", "pigz -6 -b 1024", true});
+  v.push_back({"pigz6_b96", "pigz -6 -b 96", false});  // only the listed sizes are tried
+  v.push_back({"pigz6_indep", "pigz -6 -i", true});
+  v.push_back({"pigz9_indep", "pigz -9 -i", true});
   v.push_back({"gzip_name", "gzip -6 -c {}", false});
   for (int l = 1; l <= 19; ++l) {
     std::string L = std::to_string(l);
@@ -268,6 +272,44 @@ TEST(RecipeTest, ExactEncoding) {
   auto d = LayerRecipe::Decode(e);
   ASSERT_TRUE(d.ok()) << d.status().ToString();
   EXPECT_TRUE(*d == r);
+}
+
+TEST(RecipeTest, EveryFieldRoundTrips) {
+  LayerRecipe r;
+  r.compression = LayerCompression::kZstd;
+  MemberRecipe z;
+  z.encoder.id = EncoderId::kZstd;
+  z.encoder.level = 19;
+  z.encoder.checksum = z.encoder.content_size = z.encoder.multithread = true;
+  z.encoder.window_log = 23;
+  z.plain_size = z.encoder.source_size = 1ull << 40;
+  MemberRecipe p;
+  p.header = "h";
+  p.encoder.id = EncoderId::kPigz;
+  p.encoder.level = 9;
+  p.encoder.independent = true;
+  p.encoder.block_size = 1 << 20;
+  p.trailer = "12345678";
+  MemberRecipe g;
+  g.encoder.id = EncoderId::kGoFlate;
+  g.encoder.level = -2;
+  g.encoder.window_bits = 9;
+  g.encoder.mem_level = 1;
+  g.encoder.strategy = 4;
+  r.members = {z, p, g, MemberRecipe()};
+  auto d = LayerRecipe::Decode(r.Encode());
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_TRUE(*d == r);
+  // A non-minimal varint (plain_size 0 as 0x80 0x00) is refused.
+  std::string e = LayerRecipe().Encode();
+  EXPECT_TRUE(LayerRecipe::Decode(e).ok());
+  std::string padded = e.substr(0, 6) + std::string("\x80\x00", 2) + e.substr(7, 1);
+  uint32_t crc = crc32(0, reinterpret_cast<const Bytef*>(padded.data()), padded.size());
+  for (int i = 0; i < 4; ++i) padded += static_cast<char>(crc >> (8 * i));
+  auto bad = LayerRecipe::Decode(padded);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("member count"), std::string::npos)
+      << bad.status().message();
 }
 
 TEST(GzipHeaderTest, AllFields) {

@@ -114,10 +114,16 @@ class PigzEncoder : public Encoder {
  private:
   Status CompressBlock(bool last, std::string* out) {
     RETURN_IF_ERROR(zs_.Reset());
-    if (!dict_.empty()) RETURN_IF_ERROR(zs_.SetDictionary(dict_));
+    if (!dict_.empty() && !spec_.independent) RETURN_IF_ERROR(zs_.SetDictionary(dict_));
     if (last) return zs_.Run(block_, Z_FINISH, out);
-    RETURN_IF_ERROR(zs_.Run(block_, Z_BLOCK, out));
-    RETURN_IF_ERROR(zs_.AlignToByte(out));
+    if (spec_.independent) {
+      // pigz -i: a sync flush, then a full flush (a second empty stored block).
+      RETURN_IF_ERROR(zs_.Run(block_, Z_SYNC_FLUSH, out));
+      RETURN_IF_ERROR(zs_.Run({}, Z_FULL_FLUSH, out));
+    } else {
+      RETURN_IF_ERROR(zs_.Run(block_, Z_BLOCK, out));
+      RETURN_IF_ERROR(zs_.AlignToByte(out));
+    }
     dict_.assign(block_, block_.size() - std::min(block_.size(), kDictBytes));
     block_.clear();
     return Status::OK();
@@ -207,7 +213,8 @@ std::string EncoderSpec::ToString() const {
                         std::to_string(mem_level) + " strategy " + std::to_string(strategy)
                   : "");
     case EncoderId::kPigz:
-      return "pigz level " + std::to_string(level) + " block " + std::to_string(block_size);
+      return "pigz level " + std::to_string(level) + " block " + std::to_string(block_size) +
+             (independent ? " independent" : "");
     case EncoderId::kGoFlate:
       return "go-flate level " + std::to_string(level);
     case EncoderId::kZstd:

@@ -9,6 +9,8 @@
 //         previous 32 KiB as dictionary; a piece that is not the last ends with
 //         Z_BLOCK and is padded to a byte boundary (empty static blocks if an
 //         even number of bits is pending, an empty stored block if odd).
+//         independent (pigz -i): no dictionary, and a non-last piece ends
+//         with Z_SYNC_FLUSH then Z_FULL_FLUSH (two empty stored blocks).
 //  kZstd  one zstd frame from libzstd at the given level with the frame
 //         parameters of the original (checksum, content size, window log),
 //         single-threaded or in ZSTDMT mode with one worker.
@@ -36,7 +38,8 @@ struct EncoderSpec {
   int32_t level = 6;
   // kZlib/kPigz: zlib parameters (window_bits is the positive raw value).
   uint8_t window_bits = 15, mem_level = 8, strategy = 0;
-  uint32_t block_size = 0;  // kPigz: input bytes per block
+  uint32_t block_size = 0;   // kPigz: input bytes per block
+  bool independent = false;  // kPigz: no dictionary from the previous block (pigz -i)
   // kZstd: frame parameters. window_log 0 = libzstd's choice for the level.
   bool checksum = false;
   bool content_size = false;  // pledge the source size (it is then written)

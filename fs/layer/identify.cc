@@ -60,6 +60,16 @@ std::vector<EncoderSpec> GzipCandidates(const GzipHeader& h) {
     p.id = EncoderId::kPigz;
     p.block_size = kPigzBlock;
     out.push_back(p);
+    if (level == hint.front()) {
+      // pigz's -i and -b variants, at the hinted level only (rarely used).
+      p.independent = true;
+      out.push_back(p);
+      p.independent = false;
+      for (uint32_t kib : {64, 256, 32, 512, 1024}) {
+        p.block_size = kib * 1024;
+        out.push_back(p);
+      }
+    }
   }
   if (h.os != 255) out.insert(out.end(), go.begin(), go.end());
   return out;
@@ -166,19 +176,18 @@ class LayerAnalyzer::Impl : public DecodeSink {
   Status OnPlain(std::string_view b) override {
     member_.plain_size += b.size();
     a_.plain_bytes += b.size();
-    if (matcher_) matcher_->AddPlain(b);
+    if (matcher_) {
+      matcher_->AddPlain(b);
+      if (matcher_->exhausted()) GiveUp();  // decode on, but stop encoding
+    }
     return plain_ ? plain_(b) : Status::OK();
   }
   Status OnMemberEnd(std::string_view trailer) override {
     member_.trailer = std::string(trailer);
-    size_t index = recipe_.members.size();
     if (failed_) return Status::OK();
     auto spec = matcher_ ? matcher_->Finish() : std::nullopt;
     if (!spec) {
-      failed_ = true;
-      a_.why_not = std::string(CompressionName(a_.compression)) + " member " +
-                   std::to_string(index) + ": no encoder reproduces it (" +
-                   (matcher_ ? matcher_->report() : "no frame header") + ")";
+      GiveUp();
       return Status::OK();
     }
     if (spec->content_size) spec->source_size = member_.plain_size;
@@ -207,6 +216,14 @@ class LayerAnalyzer::Impl : public DecodeSink {
     }
     ASSIGN_OR_RETURN(decoder_, NewDecoder(a_.compression, this));
     return Status::OK();
+  }
+  // The current member cannot be reproduced, so neither can the layer.
+  void GiveUp() {
+    failed_ = true;
+    a_.why_not = std::string(CompressionName(a_.compression)) + " member " +
+                 std::to_string(recipe_.members.size()) + ": no encoder reproduces it (" +
+                 (matcher_ ? matcher_->report() : "no frame header") + ")";
+    matcher_.reset();
   }
   Status Route(std::string_view in) {
     if (tar_) {

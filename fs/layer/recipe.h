@@ -8,7 +8,8 @@
 //   "CLRC" | version u8 = 1 | compression u8 (1 gzip, 2 zstd) | count
 //   count x { header_len header | encoder u8 | zigzag(level) | window_bits u8
 //             | mem_level u8 | strategy u8 | block_size | flags u8 (1 checksum,
-//             2 content_size, 4 multithread) | window_log u8 | plain_size | trailer_len trailer }
+//             2 content_size, 4 multithread,
+//             8 independent) | window_log u8 | plain_size | trailer_len trailer }
 //   tail_len tail | crc32 (zlib CRC-32 of all bytes before it, u32 little-endian)
 // Version 2 (written only when some member has checkpoints) appends to each
 // member, after its trailer:
