@@ -341,6 +341,15 @@ Status TarScanner::BuildMember() {
     if (!real) return Error("invalid GNU sparse real size");
     m.real_size = *real;
   }
+  RETURN_IF_ERROR(ApplyPax(&m));
+  if (HeaderOnlyType(m.type)) m.size = 0;
+  member_ = std::move(m);
+  return Status::OK();
+}
+
+// The pax records in force (the member's, then the globals) override the
+// header fields; GNU.sparse.* marks a pax sparse member.
+Status TarScanner::ApplyPax(TarMember* m) const {
   const Records& loc = pax_local_;
   const Records& glob = pax_global_;
   auto dec = [&](std::string_view key, int64_t* out) -> Status {
@@ -351,31 +360,29 @@ Status TarScanner::BuildMember() {
     *out = *d;
     return Status::OK();
   };
-  if (auto v = Lookup(loc, glob, "path")) m.path = *v;
-  if (auto v = Lookup(loc, glob, "linkpath")) m.linkname = *v;
-  if (auto v = Lookup(loc, glob, "uname")) m.uname = *v;
-  if (auto v = Lookup(loc, glob, "gname")) m.gname = *v;
-  int64_t psize = static_cast<int64_t>(m.size);
+  if (auto v = Lookup(loc, glob, "path")) m->path = *v;
+  if (auto v = Lookup(loc, glob, "linkpath")) m->linkname = *v;
+  if (auto v = Lookup(loc, glob, "uname")) m->uname = *v;
+  if (auto v = Lookup(loc, glob, "gname")) m->gname = *v;
+  int64_t psize = static_cast<int64_t>(m->size);
   RETURN_IF_ERROR(dec("size", &psize));
-  RETURN_IF_ERROR(dec("uid", &m.uid));
-  RETURN_IF_ERROR(dec("gid", &m.gid));
-  RETURN_IF_ERROR(dec("mtime", &m.mtime));
+  RETURN_IF_ERROR(dec("uid", &m->uid));
+  RETURN_IF_ERROR(dec("gid", &m->gid));
+  RETURN_IF_ERROR(dec("mtime", &m->mtime));
   if (psize < 0) return Error("negative pax size");
-  m.size = static_cast<uint64_t>(psize);
-  if (m.type != 'S') m.real_size = m.size;
+  m->size = static_cast<uint64_t>(psize);
+  if (m->type != 'S') m->real_size = m->size;
   for (const Records* r : {&glob, &loc}) {
     for (const auto& [k, v] : *r) {
-      if (k.rfind("SCHILY.xattr.", 0) == 0) m.xattrs.emplace_back(k.substr(13), v);
-      if (k.rfind("GNU.sparse.", 0) == 0) m.sparse = true;
+      if (k.rfind("SCHILY.xattr.", 0) == 0) m->xattrs.emplace_back(k.substr(13), v);
+      if (k.rfind("GNU.sparse.", 0) == 0) m->sparse = true;
     }
   }
-  if (auto v = Lookup(loc, glob, "GNU.sparse.name")) m.path = *v;
-  int64_t real = static_cast<int64_t>(m.real_size);
+  if (auto v = Lookup(loc, glob, "GNU.sparse.name")) m->path = *v;
+  int64_t real = static_cast<int64_t>(m->real_size);
   RETURN_IF_ERROR(dec("GNU.sparse.size", &real));
   RETURN_IF_ERROR(dec("GNU.sparse.realsize", &real));
-  m.real_size = static_cast<uint64_t>(real);
-  if (HeaderOnlyType(m.type)) m.size = 0;
-  member_ = std::move(m);
+  m->real_size = static_cast<uint64_t>(real);
   return Status::OK();
 }
 

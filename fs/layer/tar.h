@@ -88,6 +88,7 @@ class TarScanner {
   Status OnHeaderBlock();
   Status OnExtensionDone();
   Status BuildMember();
+  Status ApplyPax(TarMember* m) const;
   Status StartMember();
   Status Consume(std::string_view& in, bool as_data);
   Status EmitRaw(std::string_view bytes);
