@@ -398,8 +398,8 @@ Status Compressor::EndSegment(uint64_t end_bit) {
   BitWriter& out = bw_.bits();
   if (out.bit_count() != end_bit) {
     return err_ = Status::Corruption("goflate: segment ends at bit " +
-                                   std::to_string(out.bit_count()) + ", its checkpoint at " +
-                                   std::to_string(end_bit));
+                                     std::to_string(out.bit_count()) + ", its checkpoint at " +
+                                     std::to_string(end_bit));
   }
   closed_ = true;
   out.FlushPartial();

@@ -119,8 +119,7 @@ class GoGzipWriter {
 // from.window_base (0 without `from`) to the end of the input, or at least to
 // to.plain_offset + kGoFlateSegmentLookahead. REQUIRES: SupportsCheckpoints.
 chunkstore::Result<std::string> GoFlateSegment(int level, const GoFlateCheckpoint* from,
-                                               const GoFlateCheckpoint* to,
-                                               std::string_view plain);
+                                               const GoFlateCheckpoint* to, std::string_view plain);
 
 // Whole-buffer convenience for tests and small blobs: gzip.NewWriterLevel +
 // Write + Close in Go. InvalidArgument for an unsupported level.

@@ -786,7 +786,6 @@ TEST(GoFlate, FilesFromEnvironment) {
   }
 }
 
-
 // ---------------------------------------------------------------------------
 // Checkpoints: segments re-created independently, each from its checkpoint
 // alone, concatenate to Go's exact stream.
@@ -871,8 +870,7 @@ TEST(GoFlateCheckpoints, EveryBlockBoundaryAllLazyLevels) {
                          : kind == 1 ? Text(n, 6 + level)
                          : kind == 2 ? Runs(n, 7 + level)
                                      : Mixed(n, 8 + level) + RandomBytes(70000, 9) + Text(n, 10);
-      pending += ExpectSegmentsMakeGoStream(data, level, 0,
-                                            "kind " + std::to_string(kind));
+      pending += ExpectSegmentsMakeGoStream(data, level, 0, "kind " + std::to_string(kind));
       total += WithCheckpoints(data, level, 0).cps.size();
     }
   }

@@ -53,6 +53,7 @@ class ChunkPlainReader {
     size_t done = 0;
     std::string buf;
     for (; i < chunks_.size() && done < n; ++i) {
+      buf.clear();  // ReadChunk appends
       {
         std::lock_guard<std::mutex> l(mu_);
         RETURN_IF_ERROR(repo_->ReadChunk(chunks_[i].id, &buf));
@@ -311,7 +312,8 @@ Status VerifyForm(Repository* repo, std::string_view digest, std::string* encodi
   if (rec) {
     RETURN_IF_ERROR(rec->Finish());
     LayerRecipe with = *recipe;
-    for (size_t i = 0; i < with.members.size(); ++i) with.members[i].checkpoints = rec->checkpoints(i);
+    for (size_t i = 0; i < with.members.size(); ++i)
+      with.members[i].checkpoints = rec->checkpoints(i);
     if (!SegmentedReconstructor::Supports(with)) return Status::OK();
     Status st = VerifySegments(repo, digest, with, chunks, stop);
     if (st.code() == chunkstore::Code::kUnavailable) return st;
@@ -431,7 +433,8 @@ class LayerReader : public BlobReader {
     if (seg_ ? (offset < base_ || failed_) : (!rec_ || offset < base_)) Restart(offset);
     while (base_ + window_.size() < offset + n) {
       if (offset > base_ + kKeepBehind) {  // what readers will not ask for again
-        size_t drop = static_cast<size_t>(offset - kKeepBehind - base_);
+        // Not more than is there: base_ must stay the offset of window_[0].
+        size_t drop = std::min(window_.size(), static_cast<size_t>(offset - kKeepBehind - base_));
         window_.erase(0, drop);
         base_ += drop;
       }
@@ -471,7 +474,8 @@ class LayerReader : public BlobReader {
 
   Status StepSegment() {
     ASSIGN_OR_RETURN(std::string b, seg_->Next());
-    if (b.empty()) return Status::Corruption("layer " + digest_ + " re-created shorter than its size");
+    if (b.empty())
+      return Status::Corruption("layer " + digest_ + " re-created shorter than its size");
     window_.append(b);
     return Status::OK();
   }

@@ -241,7 +241,8 @@ SegmentedReconstructor::SegmentedReconstructor(LayerRecipe recipe, std::string e
       sh_(std::make_unique<Shared>()) {
   const MemberRecipe& m = recipe_.members[0];
   starts_.push_back(0);
-  for (const GoFlateCheckpoint& cp : m.checkpoints) starts_.push_back(m.header.size() + cp.bit_offset / 8);
+  for (const GoFlateCheckpoint& cp : m.checkpoints)
+    starts_.push_back(m.header.size() + cp.bit_offset / 8);
   sh_->ahead = std::max(ahead, threads);
   sh_->hash = EVP_MD_CTX_new();
   EVP_DigestInit_ex(sh_->hash, EVP_sha256(), nullptr);
@@ -348,13 +349,15 @@ Result<std::string> SegmentedReconstructor::Next() {
     sh_->snapshot_carry[i] = sh_->carry;
   }
   if (sh_->carry >= 0) {
-    if (seg.empty()) return Status::Corruption("reconstruct layer " + expected_ + ": empty segment");
+    if (seg.empty())
+      return Status::Corruption("reconstruct layer " + expected_ + ": empty segment");
     seg[0] = static_cast<char>(static_cast<uint8_t>(seg[0]) | sh_->carry);
     sh_->carry = -1;
   }
   const auto& cps = recipe_.members[0].checkpoints;
   if (i < cps.size() && cps[i].bit_offset % 8 != 0) {
-    if (seg.empty()) return Status::Corruption("reconstruct layer " + expected_ + ": empty segment");
+    if (seg.empty())
+      return Status::Corruption("reconstruct layer " + expected_ + ": empty segment");
     sh_->carry = static_cast<uint8_t>(seg.back());
     seg.pop_back();
   }
@@ -367,8 +370,8 @@ Result<std::string> SegmentedReconstructor::Next() {
     EVP_DigestFinal_ex(c, md, &n);
     EVP_MD_CTX_free(c);
     if (std::string got = "sha256:" + Hex(md, n); got != expected_) {
-      return Status::Corruption("reconstruct layer " + expected_ + ": segments make digest " +
-                                got + "; recipe or uncompressed data is wrong");
+      return Status::Corruption("reconstruct layer " + expected_ + ": segments make digest " + got +
+                                "; recipe or uncompressed data is wrong");
     }
   }
   return seg;
