@@ -74,6 +74,36 @@ cmp -s "$T/ov/payload" "$T/payload" && cmp -s "$T/ov/base-id" "$BASE/base-id" &&
 umount "$T/ov" || fail "umount of the overlay"
 note "/layers/sha256: both layers' files, byte-exact, read-only; overlayfs over them shows the image"
 
+# ---- /images/<repo>/<tag>/rootfs: the merged view
+ROOTFS=$M/images/lay/img/1/rootfs
+[[ $(ls "$M/images") == lay && $(ls "$M/images/lay") == img && $(ls "$M/images/lay/img") == 1 ]] ||
+  fail "/images listing: $(ls -R "$M/images" | head -n 20)"
+cmp -s "$ROOTFS/payload" "$T/payload" && cmp -s "$ROOTFS/bin/busybox" /bin/busybox ||
+  fail "$ROOTFS does not hold both layers' files"
+# Whiteouts and opaque directories, pushed by hand (plain tar layers, OCI manifest).
+mkdir -p "$T/l1/d" "$T/l2/d"
+echo a >"$T/l1/a" && echo x >"$T/l1/d/x" && echo keep >"$T/l1/k"
+echo y >"$T/l2/d/y" && : >"$T/l2/.wh.a" && : >"$T/l2/d/.wh..wh..opq"
+tar -C "$T/l1" --sort=name -cf "$T/l1.tar" . && tar -C "$T/l2" --sort=name -cf "$T/l2.tar" .
+head -c 100000 /dev/urandom >"$T/l1/pad" && tar -C "$T/l1" --sort=name -cf "$T/l1.tar" .  # >= 64 KiB: re-stored
+push_blob wh/img "$T/l1.tar"; L1=$DIGEST
+head -c 100000 /dev/urandom >"$T/l2/pad2" && tar -C "$T/l2" --sort=name -cf "$T/l2.tar" .
+push_blob wh/img "$T/l2.tar"; L2=$DIGEST
+printf '{"architecture":"%s","os":"linux","rootfs":{"type":"layers","diff_ids":["%s","%s"]}}' \
+  "$(uname -m | sed 's/x86_64/amd64/;s/aarch64/arm64/')" "$L1" "$L2" >"$T/config.json"
+push_blob wh/img "$T/config.json"; CFG=$DIGEST
+printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":%d},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"%s","size":%d},{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"%s","size":%d}]}' \
+  "$CFG" "$(stat -c %s "$T/config.json")" "$L1" "$(stat -c %s "$T/l1.tar")" "$L2" "$(stat -c %s "$T/l2.tar")" >"$T/m.json"
+push_manifest wh/img 1 "$T/m.json"
+expect_status 201 "PUT the whiteout image's manifest"
+wait_ingested
+W=$M/images/wh/img/1/rootfs
+[[ -e $W/k && -e $W/d/y && ! -e $W/a && ! -e $W/d/x ]] ||
+  fail "merged whiteout image: $(cd "$W" && find . | sort | tr '\n' ' ')"
+[[ $(stat -c %F "$M/layers/sha256/${L2#sha256:}/a") == "character special file" ]] ||
+  fail "the whiteout of a in layer 2 is not a character device: $(stat -c %F "$M/layers/sha256/${L2#sha256:}/a")"
+note "/images/<repo>/<tag>/rootfs: merged; whiteouts and opaque directories hide the lower layer's files"
+
 docker_forget "$IMG" "$LOCAL:1"
 docker pull "$IMG" >"$T/pull.log" 2>&1 || fail "docker pull of re-stored layers: $(tail -n 3 "$T/pull.log")"
 [[ $(docker inspect --format '{{index .RepoDigests 0}}' "$IMG") == "$REG/lay/img@$P1" ]] ||

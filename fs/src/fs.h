@@ -23,6 +23,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -63,6 +64,9 @@ enum class Kind {
   kStats,
   kLayersDir,     // /layers
   kLayersShaDir,  // /layers/sha256: one read-only tree per re-stored layer
+  kImagesDir,     // /images
+  kImagePath,     // /images/<part of a repository name>: name = the path so far
+  kImageTag,      // /images/<repository>/<tag>: name = "<repository>\n<tag>"
 };
 
 struct Node {
@@ -143,6 +147,17 @@ class Fs {
   // The files of re-stored layer `diff_hex` (ingest.h), read-only, cached.
   chunkstore::Result<std::shared_ptr<FsTree>> LayerTree(const std::string& diff_hex);
   chunkstore::Result<std::vector<std::string>> ListLayerTrees();  // diff ids (hex)
+  // /images (images.cc): the registry's repositories and tags, and an image's
+  // root file system merged from its layer trees.
+  chunkstore::Result<std::map<std::string, std::set<std::string>>> ImageTags();
+  chunkstore::Result<std::string> ReadBlobSmall(const std::string& digest);
+  chunkstore::Result<std::vector<std::string>> ImageLayers(const std::string& repo,
+                                                           const std::string& tag,
+                                                           std::string* key);
+  chunkstore::Result<std::shared_ptr<FsTree>> ImageTree(const std::string& repo,
+                                                        const std::string& tag);
+  std::shared_ptr<Node> ImageChild(const std::shared_ptr<Node>& dir, const std::string& name,
+                                   int* err);
   chunkstore::Result<std::shared_ptr<FsTree>> SnapshotTree(const std::string& set,
                                                            const std::string& name);
   chunkstore::Result<std::vector<std::string>> ListSets();
@@ -167,6 +182,7 @@ class Fs {
   std::map<std::string, std::shared_ptr<FsTree>> heads_;
   std::map<std::string, std::shared_ptr<FsTree>> snaps_;   // "set@id"
   std::map<std::string, std::shared_ptr<FsTree>> layers_;  // diff id hex
+  std::map<std::string, std::shared_ptr<FsTree>> images_;  // image manifest digest
   std::map<std::string, std::shared_ptr<Upload>> uploads_;
   std::unique_ptr<LayerIngester> ingest_;  // null unless MountOptions::layers; last: stops first
 };

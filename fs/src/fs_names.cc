@@ -21,7 +21,7 @@ namespace {
 
 constexpr uint64_t kRootIno = FUSE_ROOT_ID;
 constexpr uint64_t kBlobsIno = 2, kShaIno = 3, kUploadsIno = 4, kBackupsIno = 5, kMetaIno = 6,
-                   kStatsIno = 7, kLayersIno = 8, kLayersShaIno = 9;
+                   kStatsIno = 7, kLayersIno = 8, kLayersShaIno = 9, kImagesIno = 10;
 constexpr double kImmutable = 3600.0;  // blobs and snapshots never change
 constexpr double kHead = 1.0;          // only this daemon changes heads
 
@@ -74,7 +74,8 @@ Fs::Fs(chunkstore::Repository* repo, const MountOptions& opts, AuditLog* audit)
                                              {kMetaIno, Kind::kMetaDir},
                                              {kStatsIno, Kind::kStats},
                                              {kLayersIno, Kind::kLayersDir},
-                                             {kLayersShaIno, Kind::kLayersShaDir}};
+                                             {kLayersShaIno, Kind::kLayersShaDir},
+                                             {kImagesIno, Kind::kImagesDir}};
   for (auto [ino, kind] : fixed) {
     auto n = std::make_shared<Node>();
     n->kind = kind;
@@ -129,6 +130,9 @@ double Fs::Timeout(const Node& n) const {
     // them for a second rather than redo that on every path walk.
     case Kind::kSetDir:
     case Kind::kSnapsDir:
+    case Kind::kImagesDir:
+    case Kind::kImagePath:
+    case Kind::kImageTag:
       return 1.0;
     default:
       return 0.0;  // listings that change under us
@@ -155,6 +159,9 @@ bool Fs::Attr(const Node& n, struct stat* st) {
     case Kind::kShaDir:
     case Kind::kLayersDir:
     case Kind::kLayersShaDir:
+    case Kind::kImagesDir:
+    case Kind::kImagePath:
+    case Kind::kImageTag:
       st->st_mode = S_IFDIR | 0555;
       st->st_nlink = 2;
       break;
@@ -325,7 +332,12 @@ std::shared_ptr<Node> Fs::Child(const std::shared_ptr<Node>& dir, const std::str
       }
       if (name == ".coffer") return Get(kMetaIno);
       if (name == "layers") return Get(kLayersIno);
+      if (name == "images") return Get(kImagesIno);
       return nullptr;
+    case Kind::kImagesDir:
+    case Kind::kImagePath:
+    case Kind::kImageTag:
+      return ImageChild(dir, name, err);
     case Kind::kLayersDir:
       return name == "sha256" ? Get(kLayersShaIno) : nullptr;
     case Kind::kLayersShaDir: {
@@ -460,7 +472,27 @@ void Fs::Opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
       add("backups", kBackupsIno, S_IFDIR);
       add("repos", 0, S_IFDIR);
       add("layers", kLayersIno, S_IFDIR);
+      add("images", kImagesIno, S_IFDIR);
       add(".coffer", kMetaIno, S_IFDIR);
+      break;
+    case Kind::kImagesDir:
+    case Kind::kImagePath: {
+      auto tags = ImageTags();
+      st = tags.status();
+      if (!tags.ok()) break;
+      const std::string& prefix = n->kind == Kind::kImagesDir ? std::string() : n->name;
+      std::set<std::string> names;
+      for (const auto& [repo, ts] : *tags) {
+        if (!prefix.empty() && repo == prefix) names.insert(ts.begin(), ts.end());
+        if (!prefix.empty() && repo.rfind(prefix + "/", 0) != 0) continue;
+        std::string rest = prefix.empty() ? repo : repo.substr(prefix.size() + 1);
+        if (!rest.empty()) names.insert(rest.substr(0, rest.find('/')));
+      }
+      for (const auto& name : names) add(name, 0, S_IFDIR);
+      break;
+    }
+    case Kind::kImageTag:
+      add("rootfs", 0, S_IFDIR);
       break;
     case Kind::kLayersDir:
       add("sha256", kLayersShaIno, S_IFDIR);
