@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Reproducer of an open bug found by tests/torture.py: a file written, renamed
-and closed, then made durable by fsync of a directory, can come back EMPTY after
-kill -9 of the daemon.
+"""Regression test of a bug found by tests/torture.py (fixed: the daemon folds
+written data at FLUSH now): a file written, renamed and closed, then made
+durable by fsync of a directory, came back EMPTY after kill -9 of the daemon.
 
 This is exactly how the registry stores manifests on the mount (registry
 Storage::WriteFile: create `.tmp-<id>`, write, rename over the link, close; then
@@ -18,8 +18,8 @@ remains.
 
 The test: 8 threads write manifests the registry's way under /repos while gc
 runs and blobs are published; kill -9; remount; every link file must hold its
-digest. It stops at the first loss. A race: here 1 loss in 288 to 1920 links
-(5 to 40 rounds). Registered DISABLED in tests/CMakeLists.txt until fixed.
+digest. It stops at the first loss. Before the fix: 1 loss in 288 to 1920 links
+(5 to 40 rounds).
 
 Usage: fs_release_race_test.py BIN [ROUNDS]
 """

@@ -145,10 +145,13 @@ std::vector<EncoderCase> Cases() {
   v.push_back({"pigz6_indep", "pigz -6 -i", true});
   v.push_back({"pigz9_indep", "pigz -9 -i", true});
   v.push_back({"gzip_name", "gzip -6 -c {}", false});
-  for (int l = 1; l <= 19; ++l) {
+  // Every level 1..19 both ways was measured (docs/layers.md, "Measured"); CI
+  // keeps one level of each strategy group: the high levels cost 15-70 s each
+  // on this data, and levels of one group share the code paths this exercises.
+  for (int l : {1, 3, 6, 9, 12, 16, 19}) {
     std::string L = std::to_string(l);
     v.push_back({"zstd" + L, "zstd -q -c -" + L + " {}", true});
-    v.push_back({"zstdstdin" + L, "zstd -q -c -" + L, true});
+    if (l == 3 || l == 19) v.push_back({"zstdstdin" + L, "zstd -q -c -" + L, true});
   }
   v.push_back({"zstd_nocheck", "zstd -q -c --no-check -3", true});
   v.push_back({"zstd_T2", "zstd -q -c -T2 -3", true});

@@ -103,6 +103,7 @@ class Fs {
   void Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info* fi);
   void Write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off,
              struct fuse_file_info* fi);
+  void Flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi);
   void Release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi);
   void Fsync(fuse_req_t req, fuse_ino_t ino);
   void Opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi);

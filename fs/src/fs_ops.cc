@@ -567,6 +567,25 @@ void Fs::Write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off
   fuse_reply_write(req, size);
 }
 
+// close(2) sends FLUSH and waits for it; RELEASE comes later, asynchronously,
+// possibly after the caller's next request. So the data a close() ends is folded
+// here: a fsync of the directory that follows the close (the registry's "write,
+// rename, close, fsync /repos") then saves the file's content, not the state of
+// its last fold (empty for a new file).
+void Fs::Flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
+  auto* h = reinterpret_cast<Handle*>(fi->fh);
+  auto n = Get(ino);
+  Status st;
+  if (n && n->kind == Kind::kTree && h && h->write && n->inode->type == EntryType::kFile) {
+    std::lock_guard<std::mutex> l(n->tree->mu());
+    if (!n->inode->data.Clean()) {
+      st = n->tree->Materialize(*n->inode);
+      n->tree->MarkDirty();
+    }
+  }
+  fuse_reply_err(req, st.ok() ? 0 : Errno(st));
+}
+
 void Fs::Release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
   std::unique_ptr<Handle> h(reinterpret_cast<Handle*>(fi->fh));
   --open_files_;

@@ -52,7 +52,7 @@ const struct fuse_lowlevel_ops kOps = [] {
   };
   o.write = [](fuse_req_t r, fuse_ino_t i, const char* b, size_t s, off_t off,
                struct fuse_file_info* fi) { F(r)->Write(r, i, b, s, off, fi); };
-  o.flush = [](fuse_req_t r, fuse_ino_t, struct fuse_file_info*) { fuse_reply_err(r, 0); };
+  o.flush = [](fuse_req_t r, fuse_ino_t i, struct fuse_file_info* fi) { F(r)->Flush(r, i, fi); };
   o.release = [](fuse_req_t r, fuse_ino_t i, struct fuse_file_info* fi) {
     F(r)->Release(r, i, fi);
   };

@@ -382,6 +382,15 @@ TEST_F(HandlerTest, ManifestValidation) {
   EXPECT_EQ(Code(r), "MANIFEST_INVALID");
   EXPECT_EQ(Code(PutManifest("a", "t", "[1]")), "MANIFEST_INVALID");
   EXPECT_EQ(Code(PutManifest("a", "t", "{\"schemaVersion\":3}")), "MANIFEST_INVALID");
+  // A Content-Type or mediaType that is not an RFC 6838 media type (found by
+  // fuzz_manifest: a non-UTF-8 byte made the referrers index invalid JSON).
+  std::string m0 = ImageManifest("a");
+  EXPECT_EQ(Code(PutManifest("a", "t", m0, std::string(kOciManifest) + "\xff")),
+            "MANIFEST_INVALID");
+  EXPECT_EQ(Code(PutManifest("a", "t", m0, "no-slash")), "MANIFEST_INVALID");
+  std::string odd = m0;
+  odd.replace(odd.find(kOciManifest), strlen(kOciManifest), "x/y z");
+  EXPECT_EQ(Code(PutManifest("a", "t", odd, "")), "MANIFEST_INVALID");
   // Schema 1, by Content-Type and by body.
   r = PutManifest("a", "t", "{\"schemaVersion\":1,\"name\":\"a\"}",
                   "application/vnd.docker.distribution.manifest.v1+prettyjws");

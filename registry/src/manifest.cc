@@ -55,12 +55,32 @@ bool IsForeign(const json::value& v) {
   return urls != o.end() && urls->value().is_array() && !urls->value().get_array().empty();
 }
 
+// RFC 6838 section 4.2: type "/" subtype, each 1-127 of [A-Za-z0-9!#$&^_.+-]
+// starting with a letter or digit. Anything else (bytes that are not ASCII
+// included) must not become a media type we store and serve back in JSON.
+bool ValidMediaType(const std::string& t) {
+  auto name_ok = [](std::string_view n) {
+    if (n.empty() || n.size() > 127 || !std::isalnum(static_cast<unsigned char>(n[0])))
+      return false;
+    for (char c : n)
+      if (!std::isalnum(static_cast<unsigned char>(c)) &&
+          std::string_view("!#$&^_.+-").find(c) == std::string_view::npos)
+        return false;
+    return true;
+  };
+  size_t slash = t.find('/');
+  return slash != std::string::npos && name_ok(std::string_view(t).substr(0, slash)) &&
+         name_ok(std::string_view(t).substr(slash + 1));
+}
+
 }  // namespace
 
 chunkstore::Result<ManifestInfo> ParseManifest(const std::string& body,
                                                const std::string& content_type) {
   ManifestInfo m;
   std::string ct = BaseType(content_type);
+  if (!ct.empty() && !ValidMediaType(ct))
+    return Status::InvalidArgument("Content-Type is not a media type (RFC 6838)");
   if (ct == "application/vnd.docker.distribution.manifest.v1+json" ||
       ct == "application/vnd.docker.distribution.manifest.v1+prettyjws")
     return Status::InvalidArgument(
@@ -88,6 +108,8 @@ chunkstore::Result<ManifestInfo> ParseManifest(const std::string& body,
     m.media_type = ct;
   } else if (body_type) {
     m.media_type = body_type->c_str();
+    if (!ValidMediaType(m.media_type))
+      return Status::InvalidArgument("the manifest's mediaType is not a media type (RFC 6838)");
   } else {
     m.media_type = o.contains("manifests") ? kOciIndex : kOciManifest;
   }
