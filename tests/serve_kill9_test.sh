@@ -3,17 +3,13 @@
 # die, and the repository must be usable again at once (a new serve mounts and
 # the pushed blobs that got 201 are there).
 #
-# Known open bug (found by tests/torture.py): the registry publishes an upload
-# by rename() on serve's own FUSE mount. When SIGKILL lands while that rename
-# waits for the FUSE threads, the threads that would answer are dead, the
-# waiting thread cannot leave the kernel, so the process never finishes dying
-# (a zombie with a thread in D state, `request_wait_answer`): the FUSE
-# connection stays alive, every access to the mount point hangs, and the
-# repository lock stays held: every writer, and a new `coffer serve`, gets
-# exit 3 "repository busy (held by pid N)" (4 of 5 rounds here). Only
-# `echo 1 > /sys/fs/fuse/connections/<N>/abort` frees it. This test is
-# registered DISABLED in tests/CMakeLists.txt until that is fixed; run it by
-# hand: bash tests/serve_kill9_test.sh build/bin/coffer
+# Regression test of a bug found by tests/torture.py (B1 in docs/reliability.md):
+# the registry ran in the daemon's process and published uploads by rename() on
+# that process's own FUSE mount; a SIGKILL landing while that rename waited for
+# the FUSE threads left a process that could never finish dying (the mount and
+# the repository lock stayed held). The registry now runs in a child process
+# (tools/registry_child.h): the kernel aborts its pending requests when the
+# daemon dies, and PDEATHSIG ends it.
 # shellcheck source=reg_lib.sh
 source "$(dirname "$0")/reg_lib.sh"
 

@@ -19,6 +19,7 @@
 #include "commands.h"
 #include "fs/mount.h"
 #include "registry/server.h"
+#include "registry_child.h"
 
 namespace coffer {
 namespace {
@@ -116,15 +117,20 @@ int RunServe(Globals& g, ServeArgs a, const std::vector<std::string>& given) {
   std::string mountpoint = abs;
   free(abs);
 
+  ro.root = mountpoint;
+  ro.listen = a.registry;
+  // The registry's process, forked before the repository is unlocked (it never
+  // holds a key) and started once the mount is live (registry_child.h).
+  auto child = RegistryChild::Fork(ro);
+  if (!child.ok()) return Fail(g, child.status());
+  RegistryChild* reg = child->get();
+
   auto repo = OpenRepo(g, false);
   if (!repo.ok()) return Fail(g, repo.status());
   const std::string repo_dir = (*repo)->dir();  // the repository moves into RunMount
   std::atomic<bool> stop{false}, done{false};
-  std::unique_ptr<cofferregistry::Registry> reg;
   std::mutex reg_mu;
   Status reg_err;
-  ro.root = mountpoint;
-  ro.listen = a.registry;
 
   cofferfs::MountOptions mo;
   mo.mountpoint = mountpoint;
@@ -134,45 +140,46 @@ int RunServe(Globals& g, ServeArgs a, const std::vector<std::string>& given) {
   mo.audit_log = g.audit_log;
   if (mo.audit_log.empty())
     if (const char* env = getenv("COFFER_AUDIT_LOG"); env) mo.audit_log = env;
+  // Only the registry's process may delete blobs (its garbage collector).
+  const pid_t reg_pid = reg->pid();
+  mo.may_delete_blobs = [reg_pid](pid_t tid) {
+    std::string task = "/proc/" + std::to_string(reg_pid) + "/task/" + std::to_string(tid);
+    return access(task.c_str(), F_OK) == 0;
+  };
   mo.on_mounted = [&] {
-    auto r = cofferregistry::Registry::Start(ro);
+    auto addr = reg->Start();
     std::lock_guard<std::mutex> l(reg_mu);
-    if (!r.ok()) {
-      reg_err = r.status();
+    if (!addr.ok()) {
+      reg_err = addr.status();
       stop = true;
       return;
     }
-    reg = std::move(r).value();
     std::fprintf(stderr, "coffer: serving %s: mounted at %s, registry on %s://%s (Ctrl-C stops)\n",
                  repo_dir.c_str(), mountpoint.c_str(), ro.tls_cert.empty() ? "http" : "https",
-                 reg->address().c_str());
+                 addr->c_str());
   };
   // `coffer gc` against this daemon first collects the registry's unreferenced
   // blobs (through the mount), then the chunks nothing holds any more.
-  mo.before_gc =
-      [&](int64_t grace_s) -> chunkstore::Result<std::vector<std::pair<std::string, uint64_t>>> {
-    std::lock_guard<std::mutex> l(reg_mu);
-    if (!reg) return std::vector<std::pair<std::string, uint64_t>>{};
-    auto r = reg->CollectGarbage(grace_s);
-    if (!r.ok()) return r.status();
-    return std::vector<std::pair<std::string, uint64_t>>{
-        {"registry_manifests", r->manifests},         {"registry_blobs_kept", r->blobs_kept},
-        {"registry_blobs_recent", r->blobs_recent},   {"registry_blobs_deleted", r->blobs_deleted},
-        {"registry_bytes_deleted", r->bytes_deleted}, {"registry_links_removed", r->links_removed}};
-  };
+  mo.before_gc = [&](int64_t grace_s) { return reg->CollectGarbage(grace_s); };
   std::thread waiter([&] {
     struct timespec tick = {0, 200 * 1000 * 1000};
     while (!done) {
+      std::string how;
+      if (!stop && reg->Exited(&how)) {  // the registry died: so does the service
+        std::fprintf(stderr, "coffer: the registry process ended (%s); stopping\n", how.c_str());
+        std::lock_guard<std::mutex> l(reg_mu);
+        if (reg_err.ok()) reg_err = Status::Unavailable("the registry process ended (" + how + ")");
+        stop = true;
+      }
       if (sigtimedwait(&sigs, nullptr, &tick) < 0) continue;
-      std::lock_guard<std::mutex> l(reg_mu);
-      if (reg) reg->Stop();  // first: it may be inside FUSE calls the mount must answer
+      reg->Stop();  // first: its open files keep the mount busy
       stop = true;
     }
   });
   Status st = cofferfs::RunMount(std::move(repo).value(), mo);
   done = true;
   waiter.join();
-  if (reg) reg->Stop();
+  reg->Stop();
   if (!reg_err.ok()) return Fail(g, reg_err.Annotate("start the registry on " + a.registry));
   if (!st.ok()) return Fail(g, st);
   std::fprintf(stderr, "coffer: stopped; every head saved, the mount is gone\n");
@@ -199,8 +206,9 @@ void AddServeCommand(CLI::App& app, Globals& g, int* rc) {
   s->add_option("--token-issuer", a->token_issuer, "token issuer (default: coffer)");
   s->add_option("--tls-cert", a->tls_cert, "PEM certificate chain: serve HTTPS");
   s->add_option("--tls-key", a->tls_key, "PEM private key of --tls-cert");
-  s->add_flag("--dedup-layers", a->dedup_layers,
-              "re-store pushed layers as tar + recipe: file-level dedup, slower pulls (docs/layers.md)");
+  s->add_flag(
+      "--dedup-layers", a->dedup_layers,
+      "re-store pushed layers as tar + recipe: file-level dedup, slower pulls (docs/layers.md)");
   s->callback([&g, a, rc, s] {
     std::vector<std::string> given;
     for (const char* f : {"--mount", "--registry"})

@@ -616,14 +616,17 @@ std::string Fs::StatsJson() {
 }
 
 // Deleting a blob drops its root; its chunks go at the next gc unless something
-// else holds them. Only a thread of this daemon may: the registry's garbage
-// collector, which `coffer serve` runs in this process. For everyone else the
+// else holds them. Only a thread of this daemon, or one MountOptions::
+// may_delete_blobs names (serve's registry process: its garbage collector),
+// may. For everyone else the
 // blobs are read-only (EROFS), so `rm -rf` on the mount cannot empty a registry.
 // Readers that have the blob open keep reading until that gc.
 void Fs::UnlinkBlob(fuse_req_t req, const char* name) {
   const struct fuse_ctx* ctx = fuse_req_ctx(req);
   std::string task = "/proc/self/task/" + std::to_string(ctx->pid);
-  if (ctx->pid <= 0 || ::access(task.c_str(), F_OK) != 0) return (void)fuse_reply_err(req, EROFS);
+  bool allowed = ctx->pid > 0 && (::access(task.c_str(), F_OK) == 0 ||
+                                  (opts_.may_delete_blobs && opts_.may_delete_blobs(ctx->pid)));
+  if (!allowed) return (void)fuse_reply_err(req, EROFS);
   if (!IsHexDigest(name)) return (void)fuse_reply_err(req, ENOENT);
   chunkstore::Status st = repo_->DeleteBlob(std::string("sha256:") + name);
   if (!st.ok()) return (void)fuse_reply_err(req, Errno(st));

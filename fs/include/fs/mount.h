@@ -3,6 +3,8 @@
 #ifndef COFFER_FS_MOUNT_H_
 #define COFFER_FS_MOUNT_H_
 
+#include <sys/types.h>
+
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -43,6 +45,10 @@ struct MountOptions {
   // period. Returns counters that join the reply, or an error that ends the gc.
   std::function<chunkstore::Result<std::vector<std::pair<std::string, uint64_t>>>(int64_t grace_s)>
       before_gc;
+  // Whether the thread `tid` that asks may delete a blob (unlink in
+  // /blobs/sha256): `coffer serve` allows its registry process (its garbage
+  // collector). Threads of the daemon itself may too; everyone else gets EROFS.
+  std::function<bool(pid_t tid)> may_delete_blobs;
 };
 
 // Lets this process read blobs stored in layer form (offline commands call it
