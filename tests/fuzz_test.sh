@@ -28,6 +28,7 @@ declare -A SOURCES=(
   [chunkstore]="$CS/format.cc $CS/crypto.cc $CS/secret.cc $CS/tree.cc $CS/roots.cc $CS/status.cc"
   [names]="$REG/names.cc $CS/status.cc"
   [manifest]="$REG/manifest.cc $REG/names.cc $CS/status.cc $HERE/fuzz/boost_json_src.cc"
+  [tar]="$ROOT/fs/layer/tar.cc $CS/status.cc"
   # every registry source but the sockets (server.cc) and tests, so the list
   # follows the registry as it grows
   [handler]="$(ls "$REG"/*.cc | grep -v -e '_test\.cc$' -e '/server\.cc$' | tr '\n' ' ')
@@ -42,10 +43,11 @@ TARGETS=(
   "names    names               4096"
   "manifest manifest            65536"
   "http     handler             65536"
+  "tar      tar                 65536"
 )
 
 FLAGS=(-std=c++20 -O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all
-       -DBOOST_ASIO_NO_DEPRECATED -I"$ROOT/chunkstore/include" -I"$CS" -I"$REG" -I"$ROOT/registry/include")
+       -DBOOST_ASIO_NO_DEPRECATED -I"$ROOT/chunkstore/include" -I"$CS" -I"$REG" -I"$ROOT/registry/include" -I"$ROOT/fs/layer")
 LIBS=(-lzstd -lxxhash -lcrypto -lcrypt)
 
 # obj SRC: compiles SRC once (instrumented) and prints the object's path.
