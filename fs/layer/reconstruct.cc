@@ -7,6 +7,7 @@
 #include <condition_variable>
 #include <map>
 #include <mutex>
+#include <semaphore>
 #include <thread>
 
 #include "encoders.h"
@@ -209,6 +210,17 @@ namespace cofferlayer {
 // with the other's bits zero; the later segment owns it, so the consumer
 // carries the earlier one's last byte over and ORs it in.
 
+namespace {
+// Segments being encoded at once in the process, whatever the number of
+// readers: one per core, so concurrent pulls share the cores instead of
+// oversubscribing them, and the tar buffers in flight stay bounded.
+std::counting_semaphore<256>& EncodeSlots() {
+  static std::counting_semaphore<256> slots(
+      static_cast<std::ptrdiff_t>(std::clamp(std::thread::hardware_concurrency(), 1u, 256u)));
+  return slots;
+}
+}  // namespace
+
 struct SegmentedReconstructor::Shared {
   std::mutex mu;
   std::condition_variable work, done;
@@ -273,7 +285,9 @@ void SegmentedReconstructor::Work() {
     const size_t i = sh_->next_make++;
     const uint64_t gen = sh_->generation;
     l.unlock();
+    EncodeSlots().acquire();
     Result<std::string> r = Make(i);
+    EncodeSlots().release();
     l.lock();
     if (gen == sh_->generation) {
       sh_->made.emplace(i, std::move(r));
