@@ -26,14 +26,14 @@ pushed blob and manifest GETs back with the right sha256, deleted manifests stay
 deleted, the head holds exactly the expected files and every sealed snapshot of
 it its expected content.
 
-Two open bugs have their own reproducers and are reported, not failed, when
-their signature shows up (--strict fails on them too): a manifest tag whose link
-comes back empty after kill -9 (tests/fs_release_race_test.py), and a serve
-that cannot finish dying after SIGKILL because one of its threads waits on its
-own dead mount (tests/serve_kill9_test.sh); the driver then aborts the FUSE
-connection, as an operator would have to.
+Two bugs it found have their own regression tests, and the driver names them
+when their signature shows up again: a manifest tag whose link comes back empty
+after kill -9 (tests/fs_release_race_test.py), and a serve that cannot finish
+dying after SIGKILL because one of its threads waits on its own dead mount
+(tests/serve_kill9_test.sh; the driver aborts the FUSE connection first, as an
+operator would have to, so the run can clean up).
 
-Usage: torture.py --coffer BIN [--duration SECONDS] [--seed N] [--keep] [--strict]
+Usage: torture.py --coffer BIN [--duration SECONDS] [--seed N] [--keep]
 The seed is printed first; --seed N replays the same random choices (timing
 still varies, so a replay hits nearby, not identical, kill points).
 Exit 0 when every check held; 1 with "FAIL [torture]: ..." otherwise.
@@ -330,8 +330,8 @@ class Torture:
                 p.wait(timeout=60)
                 self.clear_mount()
                 self.serve = None
-                self.known_bug("serve_kill9", "coffer serve could not finish dying after SIGKILL (a "
-                               "thread waited on its own dead mount): its FUSE connection was aborted")
+                self.regression("serve_kill9", "coffer serve could not finish dying after SIGKILL (a "
+                                "thread waited on its own dead mount; its FUSE connection was aborted)")
         self.clear_mount()
         self.serve = None
 
@@ -763,13 +763,8 @@ class Torture:
             st, h, body = reg.request("GET", f"/v2/{r}/manifests/{tag}",
                                       headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
             if st == 500 and b"links to malformed ``" in body:
-                self.known_bug("fs_release_race", f"tag {r}:{tag} (PUT answered 201) came back with an "
-                               f"empty link after kill -9: {body[:200]!r}")
-                st, h, body = reg.request("GET", f"/v2/{r}/manifests/{md}")
-                if st != 200 or sha(body) != bsha:
-                    raise Failure(f"manifest {r}@{md} (its tag lost its link): HTTP {st}")
-                del e.manifests[(r, tag)]  # the manifest is there by digest; the tag is gone
-                continue
+                self.regression("fs_release_race", f"tag {r}:{tag} (PUT answered 201) came back with "
+                                f"an empty link after kill -9: {body[:200]!r}")
             if st != 200 or sha(body) != bsha:
                 raise Failure(f"manifest {r}:{tag} ({md}, pushed: 201) after restart: HTTP {st}, "
                               f"sha256 {sha(body)}")
@@ -790,15 +785,10 @@ class Torture:
         e.pending_manifests = {}
         self.verify_head()
 
-    def known_bug(self, name, what):
-        """A failure with the signature of an open bug that has its own reproducer
-        (tests/<name>_test.*, DISABLED in ctest until fixed): reported on every
-        hit, and fatal with --strict."""
-        msg = f"KNOWN OPEN BUG {name} (reproducer tests/{name}_test.*): {what}"
-        if self.args.strict:
-            raise Failure(msg)
-        note(msg)
-        self.exp.bump(f"known open bug {name} hit")
+    @staticmethod
+    def regression(name, what):
+        """A failure with the signature of a fixed bug that has its own test."""
+        raise Failure(f"{what} (the bug of tests/{name}_test.* is back)")
 
     def verify_head(self):
         e = self.exp
@@ -886,8 +876,6 @@ def main():
     ap.add_argument("--duration", type=float, default=180, help="seconds of phases (default 180)")
     ap.add_argument("--seed", type=int, default=None, help="random seed (default: from the clock)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
-    ap.add_argument("--strict", action="store_true",
-                    help="fail on the signatures of known open bugs too (see known_bug)")
     args = ap.parse_args()
     if args.seed is None:
         args.seed = int.from_bytes(os.urandom(4), "little")
