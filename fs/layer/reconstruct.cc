@@ -229,7 +229,8 @@ struct SegmentedReconstructor::Shared {
   size_t next_make = 0, next_deliver = 0;
   std::map<size_t, Result<std::string>> made;
   int ahead = 1;
-  std::vector<std::thread> threads;
+  int thread_count = 1;
+  std::vector<std::thread> threads;  // started by the first Next or Restart
   // Consumer side (Next/Restart): the running hash, and per segment delivered
   // the hash state and carried byte at its start, for restarts.
   EVP_MD_CTX* hash = nullptr;
@@ -260,7 +261,14 @@ SegmentedReconstructor::SegmentedReconstructor(LayerRecipe recipe, std::string e
   EVP_DigestInit_ex(sh_->hash, EVP_sha256(), nullptr);
   sh_->snapshot.assign(starts_.size(), nullptr);
   sh_->snapshot_carry.assign(starts_.size(), -1);
-  for (int t = 0; t < threads; ++t) sh_->threads.emplace_back([this] { Work(); });
+  sh_->thread_count = threads;
+}
+
+// Workers start with the first read: opening a blob for its size (a HEAD
+// request) encodes nothing.
+void SegmentedReconstructor::Start() {
+  if (!sh_->threads.empty()) return;
+  for (int t = 0; t < sh_->thread_count; ++t) sh_->threads.emplace_back([this] { Work(); });
 }
 
 SegmentedReconstructor::~SegmentedReconstructor() {
@@ -325,6 +333,7 @@ size_t SegmentedReconstructor::RestartPoint(uint64_t offset) const {
 }
 
 void SegmentedReconstructor::Restart(size_t i) {
+  Start();
   if (i > 0 && sh_->snapshot[i] == nullptr) i = 0;  // never delivered: from the top
   {
     std::lock_guard<std::mutex> l(sh_->mu);
@@ -343,6 +352,7 @@ void SegmentedReconstructor::Restart(size_t i) {
 }
 
 Result<std::string> SegmentedReconstructor::Next() {
+  Start();
   size_t i;
   Result<std::string> r = std::string();
   {

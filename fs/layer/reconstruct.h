@@ -123,6 +123,7 @@ class SegmentedReconstructor {
 
  private:
   struct Shared;
+  void Start();
   void Work();
   Result<std::string> Make(size_t i);
 
