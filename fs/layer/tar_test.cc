@@ -319,9 +319,11 @@ TEST(TarScannerTest, TruncationIsReported) {
   EXPECT_NE(s.message().find("member './big'"), std::string::npos) << s.message();
 }
 
-TEST(TarScannerTest, CorpusTarMatchesTarSplit) {
+// Needs ../shared/bench/make-corpus.sh's output, so it is run by hand:
+//   cofferlayer_test --gtest_also_run_disabled_tests --gtest_filter='*CorpusTar*'
+TEST(TarScannerTest, DISABLED_CorpusTarMatchesTarSplit) {
   const std::string tar = "/tmp/coffer-bench-corpus/tars/base.tar";
-  if (access(tar.c_str(), R_OK) != 0) GTEST_SKIP() << "no bench corpus at " << tar;
+  ASSERT_EQ(access(tar.c_str(), R_OK), 0) << "no bench corpus at " << tar;
   TempDir dir;
   std::string data = ReadAll(tar);
   CollectSink sink;
