@@ -12,7 +12,8 @@
 3. Oversized bodies: a manifest PUT announcing 1 GiB gets 413 without the body
    being sent; a chunked manifest body of 64 MiB gets 413 and the server's peak
    RSS does not grow by the body's size (it is not buffered).
-Reports the request counts and the peak RSS (VmHWM) of the coffer process.
+Reports the request counts and the peak RSS (VmHWM, summed over `coffer serve`
+and its registry child process).
 
 Usage: load_registry.py --coffer BIN [--seconds 60] [--pullers 50] [--pushers 10]
 Exit 0 when every check held; 1 with "FAIL [load_registry]: ..." otherwise.
@@ -39,6 +40,26 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from torture_util import Failure, note_for, proc_status, push_blob, sha
 
 note = note_for("load_registry")
+
+
+def descendants(pid):
+    """pid and every process below it (coffer serve runs the registry in a child)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        for task in os.listdir(f"/proc/{p}/task"):
+            try:
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    todo += [int(c) for c in f.read().split()]
+            except OSError:
+                pass
+    return out
+
+
+def serve_status(pid, field):
+    """Σ of a /proc status field (VmHWM, VmRSS in KiB; Threads) over serve's processes."""
+    return sum(proc_status(p, field) for p in descendants(pid))
 
 
 class Client:
@@ -251,7 +272,7 @@ class Load:
         end = time.monotonic() + seconds
         while time.monotonic() < end:
             time.sleep(1)
-            rss_max = max(rss_max, proc_status(self.serve.pid, "VmRSS"))
+            rss_max = max(rss_max, serve_status(self.serve.pid, "VmRSS"))
             if self.serve.poll() is not None:
                 raise Failure(f"coffer serve died under load: {open(self.log).read()[-1000:]}")
         stop.set()
@@ -270,7 +291,7 @@ class Load:
         for _ in range(n):
             s = socket.create_connection(("127.0.0.1", self.port), timeout=30)
             socks.append(s)
-        threads_before = proc_status(self.serve.pid, "Threads")
+        threads_before = serve_status(self.serve.pid, "Threads")
         c = Client(self.port)
         served = 0
         for i in range(len(head)):
@@ -286,7 +307,7 @@ class Load:
                 raise Failure(f"GET blob beside {n} slow clients: {st}")
             served += 2
             time.sleep(0.05)
-        threads_after = proc_status(self.serve.pid, "Threads")
+        threads_after = serve_status(self.serve.pid, "Threads")
         # Finish the slow heads: each must be answered too.
         answered = 0
         for s in socks:
@@ -317,7 +338,7 @@ class Load:
         if not data.startswith(b"HTTP/1.1 413"):
             raise Failure(f"manifest PUT announcing 1 GiB: {data[:100]!r}, want 413 before the body")
         # Chunked, 64 MiB: 413, and the server's peak RSS does not grow by it.
-        hwm_before = proc_status(self.serve.pid, "VmHWM")
+        hwm_before = serve_status(self.serve.pid, "VmHWM")
         s = socket.create_connection(("127.0.0.1", self.port), timeout=60)
         s.sendall(b"PUT /v2/load/big/manifests/y HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                   b"Content-Type: application/vnd.oci.image.manifest.v1+json\r\n"
@@ -337,7 +358,7 @@ class Load:
         except ConnectionResetError:
             data = b""
         s.close()
-        hwm_after = proc_status(self.serve.pid, "VmHWM")
+        hwm_after = serve_status(self.serve.pid, "VmHWM")
         if not data.startswith(b"HTTP/1.1 413"):
             raise Failure(f"64 MiB chunked manifest: {data[:100]!r}, want 413")
         if hwm_after - hwm_before > 32 << 10:
@@ -357,7 +378,7 @@ class Load:
         note(f"pool: {len(self.blobs)} blobs, {len(self.manifests)} manifests; "
              f"{self.args.pullers} pullers + {self.args.pushers} pushers for {self.args.seconds} s")
         rss_max = self.run_clients(self.args.seconds)
-        hwm = proc_status(self.serve.pid, "VmHWM")
+        hwm = serve_status(self.serve.pid, "VmHWM")
         for k, v in sorted(self.counts.items()):
             note(f"  {k}: {v}")
         if self.errors:
@@ -366,7 +387,7 @@ class Load:
              f"highest sampled VmRSS {rss_max / 1024:.1f} MiB")
         self.slow_clients()
         self.oversized()
-        note(f"final peak RSS (VmHWM) {proc_status(self.serve.pid, 'VmHWM') / 1024:.1f} MiB")
+        note(f"final peak RSS (VmHWM) {serve_status(self.serve.pid, 'VmHWM') / 1024:.1f} MiB")
         self.stop()
 
 
