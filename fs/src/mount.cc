@@ -1,6 +1,8 @@
 // RunMount: session set-up, the low-level op table, the commit thread, the idle
 // timer and the control socket. Everything else lives in Fs.
 #include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 
 #include <chrono>
 #include <condition_variable>
@@ -15,6 +17,11 @@
 #include "layer_blob.h"
 
 namespace cofferfs {
+
+namespace {
+constexpr int kMaxReadahead = 1 << 20;  // bytes the kernel reads ahead of a sequential reader
+}  // namespace
+
 namespace {
 
 using chunkstore::Status;
@@ -158,13 +165,28 @@ std::string HandleControl(Fs* fs, const MountOptions& opts, const std::string& l
 
 void Fs::Init(struct fuse_conn_info* conn) {
   conn->max_write = 1 << 20;  // 1 MiB writes: fewer round trips for cp and tar
-  conn->max_readahead = 1 << 20;
+  conn->max_readahead = kMaxReadahead;
   conn->time_gran = 1;
   if (conn->capable & FUSE_CAP_ASYNC_READ) conn->want |= FUSE_CAP_ASYNC_READ;
   // The kernel enforces POSIX ACLs from the system.posix_acl_* xattrs we store
   // (with default_permissions), as ext4 does.
   if (conn->capable & FUSE_CAP_POSIX_ACL) conn->want |= FUSE_CAP_POSIX_ACL;
   if (conn->capable & FUSE_CAP_DONT_MASK) conn->want |= FUSE_CAP_DONT_MASK;
+}
+
+// The kernel caps a FUSE mount's read-ahead at its backing device's default
+// (128 KiB) whatever max_readahead says; a sequential reader of a blob (a pull)
+// then waits on the daemon every 128 KiB. The device's read_ahead_kb raises it
+// to what Init asked for. Best effort: needs root, and /sys.
+void RaiseReadahead(const std::string& mountpoint) {
+  struct stat st;
+  if (::stat(mountpoint.c_str(), &st) != 0) return;  // a GETATTR: the loop is serving
+  std::string path = "/sys/class/bdi/" + std::to_string(major(st.st_dev)) + ":" +
+                     std::to_string(minor(st.st_dev)) + "/read_ahead_kb";
+  if (FILE* f = std::fopen(path.c_str(), "w")) {
+    std::fprintf(f, "%d\n", kMaxReadahead >> 10);
+    std::fclose(f);
+  }
 }
 
 void EnableLayerBlobs() { chunkstore::SetBlobDecoder(cofferlayer::DecodeLayerBlob); }
@@ -229,8 +251,10 @@ Status RunMount(std::unique_ptr<chunkstore::Repository> repo, const MountOptions
   });
   // on_mounted may use the mount (the registry stats it): run it beside the loop,
   // which must be serving by then.
-  std::thread announcer;
-  if (opts.on_mounted) announcer = std::thread(opts.on_mounted);
+  std::thread announcer([&opts] {
+    RaiseReadahead(opts.mountpoint);
+    if (opts.on_mounted) opts.on_mounted();
+  });
 
   struct fuse_loop_config* cfg = fuse_loop_cfg_create();
   fuse_loop_cfg_set_max_threads(cfg, static_cast<unsigned>(opts.threads));
