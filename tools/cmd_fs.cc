@@ -167,8 +167,9 @@ void AddFsCommands(CLI::App& app, Globals& g, int* rc) {
   mount->add_flag("-f,--foreground", a->foreground, "stay in the foreground");
   mount->add_option("--idle-timeout", a->idle, "unmount after no access this long (e.g. 10m)");
   mount->add_flag("--allow-other", a->allow_other, "let other users in (modes are enforced)");
-  mount->add_flag("--dedup-layers", a->dedup_layers,
-                  "re-store layer blobs as tar + recipe: file-level dedup, slower pulls (docs/layers.md)");
+  mount->add_flag(
+      "--dedup-layers", a->dedup_layers,
+      "re-store layer blobs as tar + recipe: file-level dedup, slower pulls (docs/layers.md)");
   mount->callback([&g, a, rc] { *rc = RunMountCmd(g, *a); });
 
   auto mp = std::make_shared<std::string>();

@@ -188,7 +188,8 @@ TEST_F(FaultIoTest, EioOnReadingAPackNamesItAndHarmsNothing) {
     ASSERT_FALSE(st.ok()) << "a blob in an unreadable pack read back";
     EXPECT_FALSE(st.IsCorruption()) << "EIO reported as corruption: " << st.ToString();
     EXPECT_EQ(st.sys_errno(), EIO) << st.ToString();
-    EXPECT_NE(st.message().find(name), std::string::npos) << "does not name the pack: " << st.ToString();
+    EXPECT_NE(st.message().find(name), std::string::npos)
+        << "does not name the pack: " << st.ToString();
     auto check = repo->CheckData(nullptr);
     ASSERT_TRUE(check.ok()) << check.status().ToString();
     ASSERT_FALSE(check->ok()) << "check --read-data read an unreadable pack";

@@ -183,11 +183,18 @@ class ZstdEncoder : public Encoder {
 // Adapts GoFlateWriter's sink to the append-to-*out interface.
 class GoFlateEncoder : public Encoder {
  public:
-  explicit GoFlateEncoder(int level)
+  // `checkpoints`: when set, the writer's checkpoints every `interval` plain
+  // bytes are appended there (ingestion records them in the recipe).
+  GoFlateEncoder(int level, uint64_t interval = 0,
+                 std::vector<GoFlateCheckpoint>* checkpoints = nullptr)
       : w_(level, [this](const uint8_t* d, size_t n) {
           out_->append(reinterpret_cast<const char*>(d), n);
           return Status::OK();
-        }) {}
+        }) {
+    if (checkpoints)
+      w_.SetCheckpointObserver(
+          interval, [checkpoints](const GoFlateCheckpoint& cp) { checkpoints->push_back(cp); });
+  }
   Status Write(std::string_view in, std::string* out) override {
     out_ = out;
     return w_.Write(reinterpret_cast<const uint8_t*>(in.data()), in.size());
@@ -203,6 +210,11 @@ class GoFlateEncoder : public Encoder {
 };
 
 }  // namespace
+
+std::unique_ptr<Encoder> NewCheckpointingGoFlate(int level, uint64_t interval,
+                                                 std::vector<GoFlateCheckpoint>* checkpoints) {
+  return std::make_unique<GoFlateEncoder>(level, interval, checkpoints);
+}
 
 std::string EncoderSpec::ToString() const {
   switch (id) {

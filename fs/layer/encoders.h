@@ -23,8 +23,10 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "chunkstore/status.h"
+#include "goflate.h"
 
 namespace cofferlayer {
 
@@ -64,6 +66,11 @@ class Encoder {
 
 // InvalidArgument for parameters the library would refuse.
 Result<std::unique_ptr<Encoder>> NewEncoder(const EncoderSpec& spec);
+
+// A goflate encoder that also appends its checkpoints, one every `interval`
+// plain bytes, to *checkpoints (REQUIRES GoFlateWriter::SupportsCheckpoints).
+std::unique_ptr<Encoder> NewCheckpointingGoFlate(int level, uint64_t interval,
+                                                 std::vector<GoFlateCheckpoint>* checkpoints);
 
 }  // namespace cofferlayer
 

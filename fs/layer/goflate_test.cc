@@ -367,9 +367,9 @@ class Oracle {
 
 // Go is a test dependency (scripts/install-deps.sh installs golang-go): without
 // it the oracle is missing and the test fails, it does not skip.
-#define REQUIRE_ORACLE()                                          \
-  do {                                                            \
-    ASSERT_TRUE(Oracle::Get().ok()) << Oracle::Get().why();       \
+#define REQUIRE_ORACLE()                                    \
+  do {                                                      \
+    ASSERT_TRUE(Oracle::Get().ok()) << Oracle::Get().why(); \
   } while (0)
 
 std::string Mine(std::string_view data, int level, size_t write_size = 32768) {

@@ -33,30 +33,6 @@ uint32_t Le32(std::string_view b, size_t off) {
   return v;
 }
 
-// A goflate member encoded with a checkpoint observer (ingestion).
-class CheckpointingGoFlate : public Encoder {
- public:
-  CheckpointingGoFlate(int level, uint64_t interval, std::vector<GoFlateCheckpoint>* cps)
-      : w_(level, [this](const uint8_t* p, size_t n) {
-          out_->append(reinterpret_cast<const char*>(p), n);
-          return Status::OK();
-        }) {
-    w_.SetCheckpointObserver(interval, [cps](const GoFlateCheckpoint& cp) { cps->push_back(cp); });
-  }
-  Status Write(std::string_view in, std::string* out) override {
-    out_ = out;
-    return w_.Write(reinterpret_cast<const uint8_t*>(in.data()), in.size());
-  }
-  Status Finish(std::string* out) override {
-    out_ = out;
-    return w_.Close();
-  }
-
- private:
-  std::string* out_ = nullptr;
-  GoFlateWriter w_;
-};
-
 }  // namespace
 
 Reconstructor::Reconstructor(const LayerRecipe& recipe, LayerSink sink)
@@ -74,8 +50,7 @@ Status Reconstructor::BeginMember() {
   if (cp_interval_ > 0 && m.encoder.id == EncoderId::kGoFlate &&
       GoFlateWriter::SupportsCheckpoints(m.encoder.level)) {
     checkpoints_[member_].clear();
-    enc_ = std::make_unique<CheckpointingGoFlate>(m.encoder.level, cp_interval_,
-                                                  &checkpoints_[member_]);
+    enc_ = NewCheckpointingGoFlate(m.encoder.level, cp_interval_, &checkpoints_[member_]);
   } else {
     ASSIGN_OR_RETURN(enc_, NewEncoder(m.encoder));
   }

@@ -23,6 +23,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <string>
 #include <unordered_map>
@@ -187,6 +188,10 @@ class Fs {
   std::map<std::string, std::shared_ptr<Upload>> uploads_;
   std::unique_ptr<LayerIngester> ingest_;  // null unless MountOptions::layers; last: stops first
 };
+
+// The repository statistics as /.coffer/stats and the control verb `stats`
+// render them (docs/cli.md, stats).
+nlohmann::json StatsObject(const chunkstore::Stats& s);
 
 // The errno for a Status (ENOSPC stays ENOSPC; corruption is EIO).
 int Errno(const chunkstore::Status& st);

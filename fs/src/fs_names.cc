@@ -587,21 +587,25 @@ void Fs::Statfs(fuse_req_t req) {
   fuse_reply_statfs(req, &sv);
 }
 
+nlohmann::json StatsObject(const chunkstore::Stats& s) {
+  return {{"logical_bytes", s.logical_bytes},
+          {"unique_bytes", s.unique_bytes},
+          {"stored_bytes", s.stored_bytes},
+          {"repo_bytes", s.repo_bytes},
+          {"chunks", s.chunks},
+          {"packs", s.packs},
+          {"blobs", s.blobs},
+          {"layers_stored", s.encoded_blobs},
+          {"layers_stored_bytes", s.encoded_blob_bytes},
+          {"snapshots", s.snapshots},
+          {"dedup_ratio", s.dedup_ratio()},
+          {"compression_ratio", s.compression_ratio()}};
+}
+
 std::string Fs::StatsJson() {
   auto s = repo_->GetStats();
   if (!s.ok()) return nlohmann::json({{"error", s.status().message()}}).dump() + "\n";
-  nlohmann::json j = {{"logical_bytes", s->logical_bytes},
-                      {"unique_bytes", s->unique_bytes},
-                      {"stored_bytes", s->stored_bytes},
-                      {"repo_bytes", s->repo_bytes},
-                      {"chunks", s->chunks},
-                      {"packs", s->packs},
-                      {"blobs", s->blobs},
-                      {"layers_stored", s->encoded_blobs},
-                      {"layers_stored_bytes", s->encoded_blob_bytes},
-                      {"snapshots", s->snapshots},
-                      {"dedup_ratio", s->dedup_ratio()},
-                      {"compression_ratio", s->compression_ratio()}};
+  nlohmann::json j = StatsObject(*s);
   if (ingest_) {
     auto c = ingest_->counters();
     j["layers_pending"] = c.pending;

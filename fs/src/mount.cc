@@ -129,20 +129,9 @@ std::string HandleControl(Fs* fs, const MountOptions& opts, const std::string& l
   if (verb == "stats") {
     auto s = fs->repo()->GetStats();
     if (!s.ok()) return fail(s.status());
-    return nlohmann::json({{"ok", true},
-                           {"logical_bytes", s->logical_bytes},
-                           {"unique_bytes", s->unique_bytes},
-                           {"stored_bytes", s->stored_bytes},
-                           {"repo_bytes", s->repo_bytes},
-                           {"chunks", s->chunks},
-                           {"packs", s->packs},
-                           {"blobs", s->blobs},
-                           {"layers_stored", s->encoded_blobs},
-                           {"layers_stored_bytes", s->encoded_blob_bytes},
-                           {"snapshots", s->snapshots},
-                           {"dedup_ratio", s->dedup_ratio()},
-                           {"compression_ratio", s->compression_ratio()}})
-        .dump();
+    nlohmann::json j = StatsObject(*s);
+    j["ok"] = true;
+    return j.dump();
   }
   if (verb == "check") {
     Status saved = fs->SaveHeads(true);

@@ -18,7 +18,6 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-
 #include <filesystem>
 
 #include "handler.h"
@@ -87,7 +86,8 @@ class Root {
   ~Root() { std::filesystem::remove_all(path_); }
   // Empties the store: blobs/sha256, uploads and repos, nothing in them.
   const std::string& Reset() {
-    for (const char* d : {"blobs", "uploads", "repos"}) std::filesystem::remove_all(path_ + "/" + d);
+    for (const char* d : {"blobs", "uploads", "repos"})
+      std::filesystem::remove_all(path_ + "/" + d);
     for (const char* d : {"blobs/sha256", "uploads", "repos"})
       std::filesystem::create_directories(path_ + "/" + d);
     return path_;

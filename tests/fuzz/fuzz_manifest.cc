@@ -3,12 +3,11 @@
 // Content-Type, the rest the body. An accepted manifest must only name valid
 // sha256 digests (they become paths), and the descriptor and the referrers
 // index built from it must be JSON objects.
+#include <boost/json.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <string>
-
-#include <boost/json.hpp>
 
 #include "manifest.h"
 #include "names.h"
