@@ -120,6 +120,26 @@ skopeo inspect --tls-verify=true "docker://$REG/tls/base:1" >/dev/null 2>"$T/sk.
 note "TLS: curl and skopeo verify the certificate; round trip $want"
 serve_stop
 
+# ---- a certificate file that is not PEM: a clear error naming it, nothing left mounted
+echo junk >"$T/bad.pem"
+run "$COFFER" --repo "$R" --passphrase-file "$R.pass" serve --mount "$M" --registry 127.0.0.1:0 \
+  --tls-cert "$T/bad.pem" --tls-key "$T/bad.pem"
+[[ $RC == 1 && $ERR == *"registry TLS certificate"*"$T/bad.pem"* ]] ||
+  fail "serve with a non-PEM certificate: exit $RC, stderr: $ERR"
+! mountpoint -q "$M" || fail "serve with a bad certificate left $M mounted"
+note "a bad TLS certificate: exit 1, '$(echo "$ERR" | tail -n 1)'"
+
+# ---- the registry process dies: serve says so, stops cleanly, exit 3
+serve_start "$R" "$M" 0
+child=$(pgrep -P "$SERVE_PID" -x coffer) || fail "coffer serve $SERVE_PID has no registry child process"
+kill -KILL "$child"
+wait_exit "$SERVE_PID" 60 || fail "coffer serve still running 60 s after its registry process died"
+[[ $EXIT_STATUS == 3 ]] || fail "coffer serve exit $EXIT_STATUS after its registry died, want 3"
+grep -q 'registry process ended' "$SERVE_LOG" || fail "serve did not say its registry died: $(tail -n 3 "$SERVE_LOG")"
+! mountpoint -q "$M" || fail "$M still mounted after serve stopped"
+_SERVE_PIDS=()
+note "registry process killed: serve stopped, exit 3, mount gone"
+
 # ---- a refused request waiting for 100 Continue is answered at once
 serve_start "$R" "$M" 0 --htpasswd "$T/htpasswd"
 head -c 500000 /dev/urandom >"$T/body"

@@ -43,6 +43,39 @@ bool WriteLine(int fd, const std::string& s) {
   return true;
 }
 
+// A failure crosses the socketpair as "err <code number> <message>", so the
+// daemon reports it with its own code (a bad certificate stays exit 1).
+std::string ErrLine(const Status& st) {
+  std::string msg = st.message();
+  for (char& c : msg)
+    if (c == '\n' || c == '\r') c = ' ';
+  return "err " + std::to_string(static_cast<int>(st.code())) + " " + msg;
+}
+
+Status FromErrLine(const std::string& line) {  // line without "err "
+  char* end = nullptr;
+  long code = std::strtol(line.c_str(), &end, 10);
+  std::string msg = *end == ' ' ? std::string(end + 1) : line;
+  switch (static_cast<chunkstore::Code>(code)) {
+    case chunkstore::Code::kNotFound:
+      return Status::NotFound(msg);
+    case chunkstore::Code::kInvalidArgument:
+      return Status::InvalidArgument(msg);
+    case chunkstore::Code::kFailedPrecondition:
+      return Status::FailedPrecondition(msg);
+    case chunkstore::Code::kCorruption:
+      return Status::Corruption(msg);
+    case chunkstore::Code::kIOError:
+      return Status::IOError(msg);
+    case chunkstore::Code::kPermissionDenied:
+      return Status::PermissionDenied(msg);
+    case chunkstore::Code::kAlreadyExists:
+      return Status::AlreadyExists(msg);
+    default:
+      return Status::Unavailable(msg);
+  }
+}
+
 std::string OneLine(std::string s) {
   for (char& c : s)
     if (c == '\n' || c == '\r') c = ' ';
@@ -56,7 +89,7 @@ std::string OneLine(std::string s) {
     if (*line == "start" && !reg) {
       auto r = cofferregistry::Registry::Start(opts);
       if (!r.ok()) {
-        WriteLine(fd, "err " + OneLine(r.status().ToString()));
+        WriteLine(fd, ErrLine(r.status()));
         _exit(1);
       }
       reg = std::move(r).value();
@@ -64,7 +97,7 @@ std::string OneLine(std::string s) {
     } else if (line->rfind("gc ", 0) == 0 && reg) {
       auto r = reg->CollectGarbage(std::strtoll(line->c_str() + 3, nullptr, 10));
       if (!r.ok()) {
-        WriteLine(fd, "err " + OneLine(r.status().ToString()));
+        WriteLine(fd, ErrLine(r.status()));
         continue;
       }
       WriteLine(fd, nlohmann::json({{"registry_manifests", r->manifests},
@@ -75,7 +108,8 @@ std::string OneLine(std::string s) {
                                     {"registry_links_removed", r->links_removed}})
                         .dump());
     } else {
-      WriteLine(fd, "err unknown request `" + OneLine(*line) + "`");
+      WriteLine(fd, ErrLine(Status::InvalidArgument("registry process: unknown request `" +
+                                                    OneLine(*line) + "`")));
     }
   }
   if (reg) reg->Stop();  // the parent closed its end: stop cleanly
@@ -115,7 +149,7 @@ chunkstore::Result<std::string> RegistryChild::Ask(const std::string& line) {
   if (fd_ < 0 || !WriteLine(fd_, line)) return Status::Unavailable("the registry process is gone");
   auto reply = ReadLine(fd_);
   if (!reply) return Status::Unavailable("the registry process died");
-  if (reply->rfind("err ", 0) == 0) return Status::Unavailable(reply->substr(4));
+  if (reply->rfind("err ", 0) == 0) return FromErrLine(reply->substr(4));
   return *reply;
 }
 

@@ -9,8 +9,8 @@
 // it. It also holds no key: it is forked before the repository is unlocked.
 //
 // Protocol on a socketpair, one line each way per request:
-//   parent: "start\n"       child: "ok <address>\n" | "err <message>\n"
-//   parent: "gc <grace_s>\n" child: one JSON line (RegistryGcReport) | "err <message>\n"
+//   parent: "start\n"       child: "ok <address>\n" | "err <code> <message>\n"
+//   parent: "gc <grace_s>\n" child: one JSON line (RegistryGcReport) | "err <code> <message>\n"
 //   parent closes its end:  child stops the registry and exits 0.
 #ifndef COFFER_TOOLS_REGISTRY_CHILD_H_
 #define COFFER_TOOLS_REGISTRY_CHILD_H_
