@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "gnuflate.h"
 #include "goflate.h"
 
 namespace cofferlayer {
@@ -209,6 +210,16 @@ class GoFlateEncoder : public Encoder {
   GoFlateWriter w_;
 };
 
+class GnuGzipEncoder : public Encoder {
+ public:
+  explicit GnuGzipEncoder(int level) : w_(level) {}
+  Status Write(std::string_view in, std::string* out) override { return w_.Write(in, out); }
+  Status Finish(std::string* out) override { return w_.Finish(out); }
+
+ private:
+  GnuFlateWriter w_;
+};
+
 }  // namespace
 
 std::unique_ptr<Encoder> NewCheckpointingGoFlate(int level, uint64_t interval,
@@ -229,6 +240,8 @@ std::string EncoderSpec::ToString() const {
              (independent ? " independent" : "");
     case EncoderId::kGoFlate:
       return "go-flate level " + std::to_string(level);
+    case EncoderId::kGnuGzip:
+      return "gzip(1) level " + std::to_string(level);
     case EncoderId::kZstd:
       return "zstd level " + std::to_string(level) + (multithread ? " mt" : "") +
              (checksum ? " checksum" : "") +
@@ -260,6 +273,11 @@ Result<std::unique_ptr<Encoder>> NewEncoder(const EncoderSpec& spec) {
         return Status::InvalidArgument("unsupported level for " + spec.ToString());
       }
       return std::unique_ptr<Encoder>(std::make_unique<GoFlateEncoder>(spec.level));
+    case EncoderId::kGnuGzip:
+      if (!GnuFlateWriter::IsSupportedLevel(spec.level)) {
+        return Status::InvalidArgument("unsupported level for " + spec.ToString());
+      }
+      return std::unique_ptr<Encoder>(std::make_unique<GnuGzipEncoder>(spec.level));
   }
   return Status::InvalidArgument("unknown encoder id " + std::to_string(static_cast<int>(spec.id)));
 }

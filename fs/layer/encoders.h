@@ -16,6 +16,8 @@
 //         single-threaded or in ZSTDMT mode with one worker.
 //  kGoFlate  Go 1.19's compress/flate at the given level (goflate.h): what
 //         docker's compress/gzip writes.
+//  kGnuGzip  GNU gzip 1.12's gzip(1) at the given level 1-9 (gnuflate.h):
+//         what `tar c ... | gzip` and `gzip file` write.
 #ifndef COFFERLAYER_ENCODERS_H_
 #define COFFERLAYER_ENCODERS_H_
 
@@ -33,7 +35,7 @@ namespace cofferlayer {
 using chunkstore::Result;
 using chunkstore::Status;
 
-enum class EncoderId : uint8_t { kZlib = 1, kPigz = 2, kZstd = 3, kGoFlate = 4 };
+enum class EncoderId : uint8_t { kZlib = 1, kPigz = 2, kZstd = 3, kGoFlate = 4, kGnuGzip = 5 };
 
 struct EncoderSpec {
   EncoderId id = EncoderId::kZlib;

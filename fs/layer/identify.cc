@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "candidates.h"
+#include "gnuflate.h"
 #include "goflate.h"
 #include "gzip.h"
 #include "zstd_layer.h"
@@ -45,11 +46,17 @@ std::vector<EncoderSpec> GoCandidates(const GzipHeader& h) {
 }
 
 // zlib and pigz write XFL 2 only at level 9 and 4 only at level 1.
+// GNU gzip(1) writes OS 3 (as zlib and pigz do on Unix) and XFL 4 at level 1,
+// 2 at level 9, 0 otherwise: for an OS 3 header its candidate at each level
+// follows zlib's and pigz's at that level (they keep winning the layers they
+// reproduced before), ahead of pigz's rare variants; its levels the XFL rules
+// out come last, for a header rewritten by another tool.
 std::vector<EncoderSpec> GzipCandidates(const GzipHeader& h) {
   std::vector<int> hint = h.xfl == 2   ? std::vector<int>{9}
                           : h.xfl == 4 ? std::vector<int>{1}
                                        : std::vector<int>{6, 5, 7, 8, 4, 3, 2};
-  std::vector<EncoderSpec> out, go = GoCandidates(h);
+  const bool gnu = h.os == 3;
+  std::vector<EncoderSpec> out, go = GoCandidates(h), gnu_unlikely;
   if (h.os == 255) out = go;  // Go first when the header looks like Go's
   for (int level : LevelOrder(hint, 1, 9)) {
     EncoderSpec z;
@@ -60,6 +67,12 @@ std::vector<EncoderSpec> GzipCandidates(const GzipHeader& h) {
     p.id = EncoderId::kPigz;
     p.block_size = kPigzBlock;
     out.push_back(p);
+    if (gnu) {
+      EncoderSpec g;
+      g.id = EncoderId::kGnuGzip;
+      g.level = level;
+      (GnuFlateWriter::HeaderXfl(level) == h.xfl ? out : gnu_unlikely).push_back(g);
+    }
     if (level == hint.front()) {
       // pigz's -i and -b variants, at the hinted level only (rarely used).
       p.independent = true;
@@ -72,6 +85,7 @@ std::vector<EncoderSpec> GzipCandidates(const GzipHeader& h) {
     }
   }
   if (h.os != 255) out.insert(out.end(), go.begin(), go.end());
+  out.insert(out.end(), gnu_unlikely.begin(), gnu_unlikely.end());
   return out;
 }
 
