@@ -12,8 +12,23 @@ ChunkReader::ChunkReader(Env* env, std::string repo_dir, const Index* index, con
                          size_t cache_bytes)
     : env_(env), dir_(std::move(repo_dir)), index_(index), aead_(aead), cache_bytes_(cache_bytes) {}
 
-Status ChunkReader::Read(const ChunkId& id, std::string* out) {
+Result<std::optional<ChunkLoc>> ChunkReader::Locate(const ChunkId& id) {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = locs_.find(id);
+    if (it != locs_.end()) return std::optional<ChunkLoc>(it->second);
+  }
   ASSIGN_OR_RETURN(auto loc, index_->Get(id));
+  if (loc.has_value()) {
+    std::lock_guard<std::mutex> l(mu_);
+    if (locs_.size() >= kMaxCachedLocs) locs_.clear();
+    locs_.emplace(id, *loc);
+  }
+  return loc;
+}
+
+Status ChunkReader::Read(const ChunkId& id, std::string* out) {
+  ASSIGN_OR_RETURN(auto loc, Locate(id));
   if (!loc.has_value())
     return Status::NotFound("chunk " + ToHex(id) +
                             " is not in the index (missing from the "
@@ -22,7 +37,7 @@ Status ChunkReader::Read(const ChunkId& id, std::string* out) {
 }
 
 Status ChunkReader::ReadRange(const ChunkId& id, uint32_t offset, size_t n, char* dst) {
-  ASSIGN_OR_RETURN(auto loc, index_->Get(id));
+  ASSIGN_OR_RETURN(auto loc, Locate(id));
   if (!loc.has_value())
     return Status::NotFound("chunk " + ToHex(id) +
                             " is not in the index (missing from the "
@@ -42,7 +57,7 @@ Status ChunkReader::ReadAt(const ChunkLoc& loc, std::string* out) {
   if (uint64_t(loc.offset_in_frame) + loc.length > frame->size())
     return Status::Corruption("index entry points past the end of its frame in " +
                               PackPath(loc.pack));
-  out->append(*frame, loc.offset_in_frame, loc.length);
+  out->append(frame->data() + loc.offset_in_frame, loc.length);
   return Status::OK();
 }
 
@@ -111,23 +126,34 @@ Result<ChunkReader::FramePtr> ChunkReader::LoadFrame(const ChunkLoc& loc) {
 
 Result<ChunkReader::FramePtr> ChunkReader::Decode(const ChunkLoc& loc) {
   std::string what = "record at " + PackPath(loc.pack) + "+" + std::to_string(loc.record_offset);
-  std::string rec;
-  RETURN_IF_ERROR(ReadPackBytes(loc.pack, loc.record_offset, loc.record_len, &rec));
+  // Per thread, reused: a record is read, checked and decrypted from here.
+  thread_local ByteBuffer rec, scratch;
+  rec.Resize(loc.record_len);
+  ASSIGN_OR_RETURN(auto f, OpenPack(loc.pack));
+  ASSIGN_OR_RETURN(size_t got, f->Read(loc.record_offset, loc.record_len, rec.data()));
+  if (got != loc.record_len)
+    return Status::Corruption("read " + PackPath(loc.pack) + " at " +
+                              std::to_string(loc.record_offset) + ": pack is truncated");
   RecordMeta meta;
-  RETURN_IF_ERROR(DecodeRecordMeta(rec, &meta, what));
+  RETURN_IF_ERROR(DecodeRecordMeta(rec.view(), &meta, what));
   if (meta.header.RecordSize() != rec.size())
     return Status::Corruption(what + ": record length disagrees with the index");
-  RETURN_IF_ERROR(VerifyRecordChecksum(rec, meta, what));
-  auto plain = std::make_shared<std::string>();
-  RETURN_IF_ERROR(OpenRecord(rec, meta, *aead_, plain.get(), what));
-  return FramePtr(plain);
+  auto plain = std::make_shared<ByteBuffer>(meta.header.plain_len);
+  Status opened = OpenRecord(rec.view(), meta, *aead_, plain->data(), &scratch, what);
+  if (!opened.ok()) {
+    // GCM's tag already covers header, table and body: the XXH3 checksum runs
+    // only now, to say "damaged bytes" rather than "damaged or wrong key".
+    RETURN_IF_ERROR(VerifyRecordChecksum(rec.view(), meta, what));
+    return opened;
+  }
+  return FramePtr(std::move(plain));
 }
 
 // Read-ahead: decode the frame holding `id` on the prefetch threads, so the
 // next read of a sequential reader finds it decoded (two cores: one decodes
 // while the other copies to the kernel).
 void ChunkReader::Prefetch(const ChunkId& id) {
-  auto loc = index_->Get(id);
+  auto loc = Locate(id);
   if (!loc.ok() || !loc->has_value()) return;
   Key key{(*loc)->pack, (*loc)->record_offset};
   {
@@ -143,9 +169,23 @@ void ChunkReader::Prefetch(const ChunkId& id) {
   });
 }
 
+// A cold sequential read waits on the disk once per frame unless the disk is
+// already busy with the frames after it; fadvise queues them without a thread.
+void ChunkReader::Advise(const ChunkId& id) {
+  auto loc = Locate(id);
+  if (!loc.ok() || !loc->has_value()) return;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (frames_.count({(*loc)->pack, (*loc)->record_offset})) return;
+  }
+  auto f = OpenPack((*loc)->pack);
+  if (f.ok()) (*f)->WillNeed((*loc)->record_offset, (*loc)->record_len);
+}
+
 void ChunkReader::Evict(const PackId& pack) {
   std::lock_guard<std::mutex> l(mu_);
   files_.erase(pack);
+  std::erase_if(locs_, [&](const auto& e) { return e.second.pack == pack; });
   for (auto it = lru_.begin(); it != lru_.end();) {
     if (it->first.first == pack) {
       cached_bytes_ -= it->second->size();

@@ -146,28 +146,33 @@ void Aead::Seal(std::string_view plain, std::string_view aad, std::string* out) 
 
 Status Aead::Open(std::string_view sealed, std::string_view aad, std::string* plain,
                   std::string_view what) const {
+  plain->resize(sealed.size() < kOverhead ? 0 : sealed.size() - kOverhead);
+  Status st = Open(sealed, aad, plain->data(), what);
+  if (!st.ok()) plain->clear();
+  return st;
+}
+
+Status Aead::Open(std::string_view sealed, std::string_view aad, char* plain,
+                  std::string_view what) const {
   if (sealed.size() < kOverhead)
     return Status::Corruption("decrypt " + std::string(what) + ": sealed data too short");
   const auto* p = reinterpret_cast<const unsigned char*>(sealed.data());
   size_t n = sealed.size() - kOverhead;
-  plain->resize(n);
+  auto* out = reinterpret_cast<unsigned char*>(plain);
   EVP_CIPHER_CTX* ctx = EVP_CIPHER_CTX_new();
   int len = 0;
   EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), nullptr, key_.data(), p);
   if (!aad.empty())
     EVP_DecryptUpdate(ctx, nullptr, &len, reinterpret_cast<const unsigned char*>(aad.data()),
                       static_cast<int>(aad.size()));
-  EVP_DecryptUpdate(ctx, reinterpret_cast<unsigned char*>(plain->data()), &len, p + kNonceSize,
-                    static_cast<int>(n));
+  EVP_DecryptUpdate(ctx, out, &len, p + kNonceSize, static_cast<int>(n));
   EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, kTagSize,
                       const_cast<unsigned char*>(p + kNonceSize + n));
-  int ok = EVP_DecryptFinal_ex(ctx, reinterpret_cast<unsigned char*>(plain->data()) + len, &len);
+  int ok = EVP_DecryptFinal_ex(ctx, out + len, &len);
   EVP_CIPHER_CTX_free(ctx);
-  if (ok <= 0) {
-    plain->clear();
+  if (ok <= 0)
     return Status::Corruption("decrypt " + std::string(what) +
                               ": authentication failed (damaged data or wrong key)");
-  }
   return Status::OK();
 }
 

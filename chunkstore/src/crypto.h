@@ -73,6 +73,10 @@ class Aead {
   // damaged bytes, or a different AAD). `what` names the object in the error.
   Status Open(std::string_view sealed, std::string_view aad, std::string* plain,
               std::string_view what) const;
+  // The same into plain[0, sealed.size() - kOverhead): no resize, so the hot
+  // read path decrypts into a buffer it reuses. Garbage in plain on failure.
+  Status Open(std::string_view sealed, std::string_view aad, char* plain,
+              std::string_view what) const;
 
  private:
   SecretBytes key_;

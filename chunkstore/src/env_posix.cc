@@ -161,6 +161,11 @@ class PosixRandomAccessFile final : public RandomAccessFile {
     return static_cast<size_t>(r);
   }
 
+  void WillNeed(uint64_t offset, uint64_t n) const override {
+    (void)::posix_fadvise(fd_, static_cast<off_t>(offset), static_cast<off_t>(n),
+                          POSIX_FADV_WILLNEED);
+  }
+
   Result<uint64_t> Size() const override {
     struct stat st;
     if (::fstat(fd_, &st) < 0) return PosixError("stat", path_, errno);

@@ -96,22 +96,30 @@ Status VerifyRecordChecksum(std::string_view record, const RecordMeta& meta,
 
 Status OpenRecord(std::string_view record, const RecordMeta& meta, const Aead& aead,
                   std::string* plain, std::string_view what) {
+  plain->resize(meta.header.plain_len);
+  ByteBuffer scratch;
+  Status st = OpenRecord(record, meta, aead, plain->data(), &scratch, what);
+  if (!st.ok()) plain->clear();
+  return st;
+}
+
+Status OpenRecord(std::string_view record, const RecordMeta& meta, const Aead& aead, char* plain,
+                  ByteBuffer* scratch, std::string_view what) {
   const RecordHeader& h = meta.header;
   size_t aad_len = RecordHeader::kSize + RecordHeader::kTableEntrySize * h.n_chunks;
   std::string_view aad = record.substr(0, aad_len);
   std::string_view body = record.substr(aad_len, h.body_len);
+  size_t sealed_plain = body.size() < Aead::kOverhead ? 0 : body.size() - Aead::kOverhead;
   if (!(h.flags & kRecordFlagZstd)) {
-    RETURN_IF_ERROR(aead.Open(body, aad, plain, what));
-  } else {
-    std::string z;
-    RETURN_IF_ERROR(aead.Open(body, aad, &z, what));
-    plain->resize(h.plain_len);
-    size_t n = ZSTD_decompress(plain->data(), plain->size(), z.data(), z.size());
-    if (ZSTD_isError(n) || n != h.plain_len)
-      return Status::Corruption(std::string(what) + ": zstd frame does not decompress");
+    if (sealed_plain != h.plain_len)
+      return Status::Corruption(std::string(what) + ": frame length mismatch");
+    return aead.Open(body, aad, plain, what);
   }
-  if (plain->size() != h.plain_len)
-    return Status::Corruption(std::string(what) + ": frame length mismatch");
+  scratch->Resize(sealed_plain);
+  RETURN_IF_ERROR(aead.Open(body, aad, scratch->data(), what));
+  size_t n = ZSTD_decompress(plain, h.plain_len, scratch->data(), scratch->size());
+  if (ZSTD_isError(n) || n != h.plain_len)
+    return Status::Corruption(std::string(what) + ": zstd frame does not decompress");
   return Status::OK();
 }
 

@@ -91,7 +91,8 @@ class RepositoryImpl : public Repository {
   Status ReadChunk(const ChunkId& id, std::string* out) override;
   Status ReadChunkAt(const ChunkId& id, uint32_t offset, size_t n, char* dst) override;
   Status Sync() override;
-  void Prefetch(const ChunkId& id) override { reader_->Prefetch(id); }
+  void ReadAhead(std::span<const ChunkRef> chunks, std::span<const uint64_t> starts,
+                 uint64_t end) override;
   uint64_t DiscardPending(const std::vector<ChunkId>& live) override;
   Result<BlobInfo> CommitBlob(std::string_view digest,
                               const std::vector<ChunkRef>& chunks) override;

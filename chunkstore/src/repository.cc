@@ -390,6 +390,23 @@ Result<BlobInfo> RepositoryImpl::PutBlob(const ReadFn& read, const ProgressFn& p
   return BlobInfo{root.digest, root.size, writer_->new_bytes() - before};
 }
 
+void RepositoryImpl::ReadAhead(std::span<const ChunkRef> chunks, std::span<const uint64_t> starts,
+                               uint64_t end) {
+  if (chunks.empty()) return;
+  uint64_t size = starts.back() + chunks.back().length;
+  auto chunk_at = [&](uint64_t pos) -> const ChunkId& {
+    return chunks[std::upper_bound(starts.begin(), starts.end(), pos) - starts.begin() - 1].id;
+  };
+  for (uint64_t mib = 1; mib <= 8; ++mib) {
+    uint64_t pos = end + (mib << 20);
+    if (pos >= size) return;
+    if (mib <= 2)
+      reader_->Prefetch(chunk_at(pos));
+    else
+      reader_->Advise(chunk_at(pos));
+  }
+}
+
 namespace {
 
 class BlobReaderImpl : public BlobReader {
@@ -406,12 +423,7 @@ class BlobReaderImpl : public BlobReader {
     if (offset >= root_.size) return size_t{0};
     n = static_cast<size_t>(std::min<uint64_t>(n, root_.size - offset));
     size_t i = std::upper_bound(starts_.begin(), starts_.end(), offset) - starts_.begin() - 1;
-    for (uint64_t ahead : {uint64_t(1) << 20, uint64_t(2) << 20}) {  // read-ahead, see FsTree
-      uint64_t pos = offset + n + ahead;
-      if (pos >= root_.size) break;
-      size_t j = std::upper_bound(starts_.begin(), starts_.end(), pos) - starts_.begin() - 1;
-      repo_->Prefetch(root_.chunks[j].id);
-    }
+    repo_->ReadAhead(root_.chunks, starts_, offset + n);
     size_t done = 0;
     while (done < n) {
       uint64_t in = offset + done - starts_[i];

@@ -233,23 +233,12 @@ Status FsTree::FinishStream(FileData& d) {
   return Status::OK();
 }
 
-// Read-ahead past what the kernel asked for: the frames ~1 and ~2 MiB further on
-// are decoded in the background while this read is copied out.
-void FsTree::PrefetchAfter(const FileData& d, uint64_t end) {
-  for (uint64_t ahead : {uint64_t(1) << 20, uint64_t(2) << 20}) {
-    uint64_t pos = end + ahead;
-    if (pos >= d.base_size) return;
-    size_t i = std::upper_bound(d.starts.begin(), d.starts.end(), pos) - d.starts.begin() - 1;
-    repo_->Prefetch(d.chunks[i].id);
-  }
-}
-
 Result<size_t> FsTree::Read(TreeInode& f, uint64_t off, size_t n, char* buf) {
   FileData& d = f.data;
   RETURN_IF_ERROR(FinishStream(d));
   if (off >= d.size) return size_t{0};
   n = static_cast<size_t>(std::min<uint64_t>(n, d.size - off));
-  PrefetchAfter(d, off + n);
+  repo_->ReadAhead(d.chunks, d.starts, off + n);  // past what the kernel asked for
   for (size_t done = 0; done < n;) {
     uint64_t pos = off + done, block = pos / kBlock, in = pos % kBlock;
     size_t take = static_cast<size_t>(std::min<uint64_t>(n - done, kBlock - in));

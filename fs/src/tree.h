@@ -94,7 +94,6 @@ class FsTree {
 
  private:
   Status FinishStream(FileData& d);
-  void PrefetchAfter(const FileData& d, uint64_t end);
   Status ReadBase(const FileData& d, uint64_t off, size_t n, char* buf);
   Status LoadBlock(const FileData& d, uint64_t block, std::string* out);
   void SetBase(FileData& d, std::vector<ChunkRef> chunks, uint64_t size);

@@ -40,6 +40,8 @@ class RandomAccessFile {
   // Reads up to n bytes at offset into buf; returns the count (short only at EOF).
   virtual Result<size_t> Read(uint64_t offset, size_t n, char* buf) const = 0;
   virtual Result<uint64_t> Size() const = 0;
+  // A hint that [offset, offset+n) will be read soon (posix_fadvise WILLNEED).
+  virtual void WillNeed(uint64_t /*offset*/, uint64_t /*n*/) const {}
 };
 
 // An exclusive lock on a path held by this process; released by the destructor.

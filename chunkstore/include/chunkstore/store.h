@@ -13,6 +13,7 @@
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -256,9 +257,12 @@ class Repository {
   // Copies bytes [offset, offset+n) of a chunk to dst (the hot path of reads
   // through the mount: straight from the cached frame, no intermediate copy).
   virtual Status ReadChunkAt(const ChunkId& id, uint32_t offset, size_t n, char* dst) = 0;
-  // A hint that chunk `id` will be read soon: its frame is decoded in the
-  // background (sequential readers through the mount call it for what follows).
-  virtual void Prefetch(const ChunkId& id) = 0;
+  // Read-ahead for a sequential reader of content made of `chunks` (chunk i
+  // starting at starts[i]) that has just read up to byte `end`: the frames ~1
+  // and ~2 MiB further on are decoded in the background, and the records up to
+  // ~8 MiB on are queued on the disk. A hint: errors are left to the reads.
+  virtual void ReadAhead(std::span<const ChunkRef> chunks, std::span<const uint64_t> starts,
+                         uint64_t end) = 0;
   // Makes every chunk stored so far durable and indexed.
   virtual Status Sync() = 0;
   // Drops stored-but-not-yet-durable chunks that are not in `live` (a mount whose

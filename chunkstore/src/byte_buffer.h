@@ -1,0 +1,41 @@
+// A growable byte buffer whose Resize does not zero-fill (std::string's resize
+// does, and on the read path every frame would be written twice: once with
+// zeros, once by pread, decrypt or zstd). Internal to chunkstore.
+#ifndef CHUNKSTORE_BYTE_BUFFER_H_
+#define CHUNKSTORE_BYTE_BUFFER_H_
+
+#include <cstddef>
+#include <cstring>
+#include <memory>
+#include <string_view>
+
+namespace chunkstore {
+
+class ByteBuffer {
+ public:
+  ByteBuffer() = default;
+  explicit ByteBuffer(size_t n) { Resize(n); }
+
+  // Bytes [0, min(old size, n)) are kept; the rest is uninitialised.
+  void Resize(size_t n) {
+    if (n > cap_) {
+      std::unique_ptr<char[]> p(new char[n]);  // default-initialised: no memset
+      if (size_) std::memcpy(p.get(), p_.get(), size_);
+      p_ = std::move(p);
+      cap_ = n;
+    }
+    size_ = n;
+  }
+  char* data() { return p_.get(); }
+  const char* data() const { return p_.get(); }
+  size_t size() const { return size_; }
+  std::string_view view() const { return {p_.get(), size_}; }
+
+ private:
+  std::unique_ptr<char[]> p_;
+  size_t size_ = 0, cap_ = 0;
+};
+
+}  // namespace chunkstore
+
+#endif  // CHUNKSTORE_BYTE_BUFFER_H_
