@@ -37,6 +37,12 @@ Status ChunkReader::Read(const ChunkId& id, std::string* out) {
 }
 
 Status ChunkReader::ReadRange(const ChunkId& id, uint32_t offset, size_t n, char* dst) {
+  ASSIGN_OR_RETURN(ReadPiece piece, Piece(id, offset, n));
+  std::memcpy(dst, piece.data, n);
+  return Status::OK();
+}
+
+Result<ReadPiece> ChunkReader::Piece(const ChunkId& id, uint32_t offset, size_t n) {
   ASSIGN_OR_RETURN(auto loc, Locate(id));
   if (!loc.has_value())
     return Status::NotFound("chunk " + ToHex(id) +
@@ -48,8 +54,8 @@ Status ChunkReader::ReadRange(const ChunkId& id, uint32_t offset, size_t n, char
   if (uint64_t(loc->offset_in_frame) + loc->length > frame->size())
     return Status::Corruption("index entry points past the end of its frame in " +
                               PackPath(loc->pack));
-  std::memcpy(dst, frame->data() + loc->offset_in_frame + offset, n);
-  return Status::OK();
+  const char* data = frame->data() + loc->offset_in_frame + offset;
+  return ReadPiece{std::move(frame), data, n};
 }
 
 Status ChunkReader::ReadAt(const ChunkLoc& loc, std::string* out) {
@@ -113,7 +119,12 @@ Result<ChunkReader::FramePtr> ChunkReader::LoadFrame(const ChunkLoc& loc) {
       frames_[key] = lru_.begin();
       cached_bytes_ += (*r)->size();
       while (cached_bytes_ > cache_bytes_ && lru_.size() > 1) {
-        cached_bytes_ -= lru_.back().second->size();
+        const FramePtr& old = lru_.back().second;
+        cached_bytes_ -= old->size();
+        // Nobody else holds it (new holders come only through here, under mu_):
+        // its memory serves the next load, without fresh pages to fault in.
+        if (old.use_count() == 1 && spare_.size() < kMaxSpare)
+          spare_.push_back(std::const_pointer_cast<ByteBuffer>(old));
         frames_.erase(lru_.back().first);
         lru_.pop_back();
       }
@@ -138,7 +149,16 @@ Result<ChunkReader::FramePtr> ChunkReader::Decode(const ChunkLoc& loc) {
   RETURN_IF_ERROR(DecodeRecordMeta(rec.view(), &meta, what));
   if (meta.header.RecordSize() != rec.size())
     return Status::Corruption(what + ": record length disagrees with the index");
-  auto plain = std::make_shared<ByteBuffer>(meta.header.plain_len);
+  std::shared_ptr<ByteBuffer> plain;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (!spare_.empty()) {
+      plain = std::move(spare_.back());
+      spare_.pop_back();
+    }
+  }
+  if (!plain) plain = std::make_shared<ByteBuffer>();
+  plain->Resize(meta.header.plain_len);
   Status opened = OpenRecord(rec.view(), meta, *aead_, plain->data(), &scratch, what);
   if (!opened.ok()) {
     // GCM's tag already covers header, table and body: the XXH3 checksum runs

@@ -35,6 +35,8 @@ class ChunkReader {
   Status ReadAt(const ChunkLoc& loc, std::string* out);
   // Copies [offset, offset+n) of the chunk to dst.
   Status ReadRange(const ChunkId& id, uint32_t offset, size_t n, char* dst);
+  // The same bytes as a piece of the cached frame (no copy).
+  Result<ReadPiece> Piece(const ChunkId& id, uint32_t offset, size_t n);
   // Reads the raw bytes [offset, offset+n) of a pack.
   Status ReadPackBytes(const PackId& pack, uint64_t offset, size_t n, std::string* out);
   // Forgets cached file handles of a pack (before it is deleted).
@@ -66,6 +68,8 @@ class ChunkReader {
   std::list<std::pair<Key, FramePtr>> lru_;  // front = most recent
   std::map<Key, std::list<std::pair<Key, FramePtr>>::iterator> frames_;
   size_t cached_bytes_ = 0;
+  static constexpr size_t kMaxSpare = 8;
+  std::vector<std::shared_ptr<ByteBuffer>> spare_;  // evicted frames' buffers, for reuse
   std::map<PackId, std::shared_ptr<RandomAccessFile>> files_;
   std::map<Key, std::shared_future<Result<FramePtr>>> loading_;  // frames being decoded
   // Locate's cache; cleared when full, entries of a pack dropped by Evict.

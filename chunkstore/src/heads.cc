@@ -90,6 +90,19 @@ Status RepositoryImpl::ReadChunkAt(const ChunkId& id, uint32_t offset, size_t n,
   return reader_->ReadRange(id, offset, n, dst);
 }
 
+Result<ReadPiece> RepositoryImpl::ReadChunkPiece(const ChunkId& id, uint32_t offset, size_t n) {
+  if (writer_ != nullptr) {
+    auto pending = std::make_shared<std::string>();
+    if (writer_->ReadPending(id, pending.get())) {
+      if (uint64_t(offset) + n > pending->size())
+        return Status::InvalidArgument("read past the end of chunk " + ToHex(id));
+      const char* data = pending->data() + offset;
+      return ReadPiece{std::move(pending), data, n};
+    }
+  }
+  return reader_->Piece(id, offset, n);
+}
+
 Status RepositoryImpl::Sync() {
   RETURN_IF_ERROR(RequireWriter());
   return writer_->Flush();

@@ -90,6 +90,7 @@ class RepositoryImpl : public Repository {
   std::unique_ptr<ContentWriter> NewContentWriter() override;
   Status ReadChunk(const ChunkId& id, std::string* out) override;
   Status ReadChunkAt(const ChunkId& id, uint32_t offset, size_t n, char* dst) override;
+  Result<ReadPiece> ReadChunkPiece(const ChunkId& id, uint32_t offset, size_t n) override;
   Status Sync() override;
   void ReadAhead(std::span<const ChunkRef> chunks, std::span<const uint64_t> starts,
                  uint64_t end) override;

@@ -407,6 +407,14 @@ void RepositoryImpl::ReadAhead(std::span<const ChunkRef> chunks, std::span<const
   }
 }
 
+Result<size_t> BlobReader::ReadPieces(uint64_t offset, size_t n, std::vector<ReadPiece>* out) {
+  std::shared_ptr<char[]> buf(new char[n]);  // not zero-filled: ReadAt writes it
+  ASSIGN_OR_RETURN(size_t got, ReadAt(offset, n, buf.get()));
+  const char* data = buf.get();
+  out->push_back(ReadPiece{std::move(buf), data, got});
+  return got;
+}
+
 namespace {
 
 class BlobReaderImpl : public BlobReader {
@@ -420,6 +428,23 @@ class BlobReaderImpl : public BlobReader {
   }
   uint64_t size() const override { return root_.size; }
   Result<size_t> ReadAt(uint64_t offset, size_t n, char* buf) override {
+    return ForEachSlice(offset, n, [&](const ChunkId& id, uint32_t in, size_t take, size_t done) {
+      return repo_->ReadChunkAt(id, in, take, buf + done);
+    });
+  }
+  Result<size_t> ReadPieces(uint64_t offset, size_t n, std::vector<ReadPiece>* out) override {
+    return ForEachSlice(offset, n, [&](const ChunkId& id, uint32_t in, size_t take, size_t) {
+      ASSIGN_OR_RETURN(ReadPiece piece, repo_->ReadChunkPiece(id, in, take));
+      out->push_back(std::move(piece));
+      return Status::OK();
+    });
+  }
+
+ private:
+  // Calls fn(chunk, offset in it, length, bytes done before) for each chunk slice
+  // of [offset, offset+n) clipped to the blob, after asking for read-ahead.
+  template <class Fn>
+  Result<size_t> ForEachSlice(uint64_t offset, size_t n, Fn fn) {
     if (offset >= root_.size) return size_t{0};
     n = static_cast<size_t>(std::min<uint64_t>(n, root_.size - offset));
     size_t i = std::upper_bound(starts_.begin(), starts_.end(), offset) - starts_.begin() - 1;
@@ -428,16 +453,14 @@ class BlobReaderImpl : public BlobReader {
     while (done < n) {
       uint64_t in = offset + done - starts_[i];
       size_t take = std::min<size_t>(n - done, root_.chunks[i].length - in);
-      RETURN_IF_ERROR(
-          repo_->ReadChunkAt(root_.chunks[i].id, static_cast<uint32_t>(in), take, buf + done)
-              .Annotate("read blob " + root_.digest));
+      RETURN_IF_ERROR(fn(root_.chunks[i].id, static_cast<uint32_t>(in), take, done)
+                          .Annotate("read blob " + root_.digest));
       done += take;
       ++i;
     }
     return done;
   }
 
- private:
   BlobRoot root_;
   Repository* repo_;
   std::vector<uint64_t> starts_;

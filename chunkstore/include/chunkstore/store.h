@@ -103,6 +103,15 @@ struct BlobInfo {
 };
 
 // Random access into one blob. ReadAt may be called from several threads.
+// `len` bytes at `data`, kept alive by `owner` (typically a cached frame): a
+// read handed out where the bytes already are, so that the FUSE reply is
+// written from the frame cache without a copy into a reply buffer.
+struct ReadPiece {
+  std::shared_ptr<const void> owner;
+  const char* data = nullptr;
+  size_t len = 0;
+};
+
 class BlobReader {
  public:
   virtual ~BlobReader() = default;
@@ -110,6 +119,9 @@ class BlobReader {
   // Reads [offset, offset+n) clipped to the blob; returns the bytes read. Reads only
   // the chunks that overlap the range.
   virtual Result<size_t> ReadAt(uint64_t offset, size_t n, char* buf) = 0;
+  // The same range as pieces appended to *out, in order (their lengths sum to the
+  // result). This default copies with ReadAt into one owned piece.
+  virtual Result<size_t> ReadPieces(uint64_t offset, size_t n, std::vector<ReadPiece>* out);
 };
 
 // Blobs stored in another form than their own bytes: a container layer kept as
@@ -257,6 +269,8 @@ class Repository {
   // Copies bytes [offset, offset+n) of a chunk to dst (the hot path of reads
   // through the mount: straight from the cached frame, no intermediate copy).
   virtual Status ReadChunkAt(const ChunkId& id, uint32_t offset, size_t n, char* dst) = 0;
+  // The same bytes without the copy: a piece of the cached frame.
+  virtual Result<ReadPiece> ReadChunkPiece(const ChunkId& id, uint32_t offset, size_t n) = 0;
   // Read-ahead for a sequential reader of content made of `chunks` (chunk i
   // starting at starts[i]) that has just read up to byte `end`: the frames ~1
   // and ~2 MiB further on are decoded in the background, and the records up to
