@@ -156,7 +156,9 @@ std::vector<EncoderCase> Cases() {
   v.push_back({"zstd_nocheck", "zstd -q -c --no-check -3", true});
   v.push_back({"zstd_T2", "zstd -q -c -T2 -3", true});
   v.push_back({"zstd_single", "zstd -q -c --single-thread -3", true});
-  v.push_back({"zstd_long", "zstd -q -c --long=27 -3", false});
+  v.push_back({"zstd_long", "zstd -q -c --long=27 -3", true});
+  v.push_back({"zstd_long19", "zstd -q -c --long -19", true});
+  v.push_back({"zstd_long_file", "zstd -q -c --long -3 {}", true});
   return v;
 }
 
@@ -185,6 +187,31 @@ TEST_F(LayerData, MultiMemberAndTrailingBytes) {
   EXPECT_EQ(a.recipe->members.size(), 2u);
   EXPECT_EQ(a.recipe->tail, std::string(1000, '\0'));
   EXPECT_EQ(a.recipe->members[1].encoder.level, 9);
+}
+
+// zstd --long: the recipe must carry long distance matching; without it (or
+// with another window) the same level re-creates other bytes, which the
+// verifier refuses.
+TEST_F(LayerData, ZstdLongDistanceIsPartOfTheRecipe) {
+  std::string blob = Compress("zstd -q -c --long -3");
+  auto a = AnalyzeLayer(blob);
+  ASSERT_TRUE(a.ok() && a->recipe) << (a.ok() ? a->why_not : a.status().ToString());
+  const EncoderSpec& e = a->recipe->members[0].encoder;
+  EXPECT_TRUE(e.long_distance);
+  EXPECT_EQ(e.window_log, 27);
+  const std::string digest = Sha256Digest(blob);
+  auto run = [&](const LayerRecipe& r) {
+    VerifyingReconstructor vr(r, digest, nullptr);
+    Status s = vr.Feed(*tar_);
+    return s.ok() ? vr.Finish() : s;
+  };
+  EXPECT_TRUE(run(*a->recipe).ok());
+  LayerRecipe no_ldm = *a->recipe;
+  no_ldm.members[0].encoder.long_distance = false;
+  EXPECT_TRUE(run(no_ldm).IsCorruption());
+  auto back = LayerRecipe::Decode(a->recipe->Encode());
+  ASSERT_TRUE(back.ok());
+  EXPECT_TRUE(back->members[0].encoder.long_distance);
 }
 
 TEST_F(LayerData, VerifierCatchesWrongRecipeAndWrongInput) {

@@ -144,6 +144,7 @@ class ZstdEncoder : public Encoder {
     RETURN_IF_ERROR(Set(ZSTD_c_checksumFlag, s.checksum ? 1 : 0, s));
     RETURN_IF_ERROR(Set(ZSTD_c_contentSizeFlag, s.content_size ? 1 : 0, s));
     if (s.window_log) RETURN_IF_ERROR(Set(ZSTD_c_windowLog, s.window_log, s));
+    if (s.long_distance) RETURN_IF_ERROR(Set(ZSTD_c_enableLongDistanceMatching, 1, s));
     if (s.multithread) RETURN_IF_ERROR(Set(ZSTD_c_nbWorkers, 1, s));
     if (s.content_size) {
       size_t rc = ZSTD_CCtx_setPledgedSrcSize(cctx_, s.source_size);
@@ -246,7 +247,8 @@ std::string EncoderSpec::ToString() const {
       return "zstd level " + std::to_string(level) + (multithread ? " mt" : "") +
              (checksum ? " checksum" : "") +
              (content_size ? " size " + std::to_string(source_size) : "") +
-             (window_log ? " wlog " + std::to_string(window_log) : "");
+             (window_log ? " wlog " + std::to_string(window_log) : "") +
+             (long_distance ? " long" : "");
   }
   return "encoder " + std::to_string(static_cast<int>(id));
 }

@@ -51,6 +51,8 @@ struct EncoderSpec {
   // kZstd: libzstd's multithreaded mode (ZSTDMT, what the zstd CLI uses: it
   // cuts the input into jobs). Its output is the same for any worker count.
   bool multithread = false;
+  // kZstd: long distance matching (the CLI's --long[=wlog]: with window_log).
+  bool long_distance = false;
   uint64_t source_size = 0;  // the uncompressed size, pledged when content_size
 
   bool operator==(const EncoderSpec&) const = default;

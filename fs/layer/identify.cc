@@ -102,17 +102,34 @@ std::vector<EncoderSpec> ZstdCandidates(const ZstdFrameHeader& h) {
       return ZSTD_getCParams(l, size, 0).windowLog == h.window_log;
     });
   }
+  // Long distance matching (the CLI's --long[=27]) shows in the header as a
+  // window of 128 MiB or more (no level's default), or, when the CLI knew the
+  // size, as a single segment frame (window grown to the content): tried
+  // first when the content exceeds the level's own window (only --long makes
+  // that single segment), after the plain candidate otherwise.
   std::vector<EncoderSpec> out;
   for (int level : levels) {
-    for (bool mt : {true, false}) {
-      EncoderSpec z;
-      z.id = EncoderId::kZstd;
-      z.level = level;
-      z.multithread = mt;
-      z.checksum = h.checksum;
-      z.content_size = h.has_content_size;
-      z.source_size = h.content_size;
-      out.push_back(z);
+    const uint64_t own_window = uint64_t(1) << ZSTD_getCParams(level, 0, 0).windowLog;
+    const bool ss = h.single_segment && h.has_content_size;
+    std::vector<bool> ldm_order = h.window_log >= 27                  ? std::vector<bool>{true}
+                                  : ss && h.content_size > own_window ? std::vector<bool>{true}
+                                  : ss ? std::vector<bool>{false, true}
+                                       : std::vector<bool>{false};
+    for (bool ldm : ldm_order) {
+      for (bool mt : {true, false}) {
+        EncoderSpec z;
+        z.id = EncoderId::kZstd;
+        z.level = level;
+        z.multithread = mt;
+        z.checksum = h.checksum;
+        z.content_size = h.has_content_size;
+        z.source_size = h.content_size;
+        if (ldm) {
+          z.long_distance = true;
+          z.window_log = h.window_log >= 27 ? h.window_log : 27;
+        }
+        out.push_back(z);
+      }
     }
   }
   return out;

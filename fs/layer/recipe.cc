@@ -81,7 +81,8 @@ void EncodeMember(const MemberRecipe& m, std::string* out) {
   out->push_back(static_cast<char>(e.strategy));
   PutVarint(out, e.block_size);
   out->push_back(static_cast<char>((e.checksum ? 1 : 0) | (e.content_size ? 2 : 0) |
-                                   (e.multithread ? 4 : 0) | (e.independent ? 8 : 0)));
+                                   (e.multithread ? 4 : 0) | (e.independent ? 8 : 0) |
+                                   (e.long_distance ? 16 : 0)));
   out->push_back(static_cast<char>(e.window_log));
   PutVarint(out, m.plain_size);
   PutBytes(out, m.trailer);
@@ -153,6 +154,8 @@ MemberRecipe DecodeMember(Reader& r) {
   e.content_size = flags & 2;
   e.multithread = flags & 4;
   e.independent = flags & 8;
+  e.long_distance = flags & 16;
+  if (flags & ~31) r.Invalid("flags");  // a newer encoder option: refuse, never guess
   e.window_log = r.U8("window_log");
   m.plain_size = r.Varint("plain_size");
   if (e.content_size) e.source_size = m.plain_size;
