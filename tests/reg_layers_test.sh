@@ -8,7 +8,8 @@
 # intact; curl GETs of whole layers and of ranges in the middle give the pushed
 # bytes. A second layer holding the same 6 MB file under other tar headers adds
 # far less than 6 MB to the repository. After a restart the layers still pull;
-# offline `coffer cat` re-creates a layer; `coffer check --read-data` is clean.
+# six concurrent pulls of one layer share one re-creation; offline `coffer cat`
+# re-creates a layer; `coffer check --read-data` is clean.
 source "$(dirname "$0")/reg_lib.sh"
 
 ensure_dockerd
@@ -132,6 +133,15 @@ after=$(stat_of unique_bytes)
 added=$((after - before))
 ((added < 1000000)) || fail "a second layer with the same 6 MB file added $added unique bytes"
 note "same file, other tar headers: the second layer added $added unique bytes (file: 6000000)"
+
+# A layer that takes a while to re-create (~40 MB of compressible text), for the
+# concurrent pulls after the restart below.
+mkdir -p "$T/big"
+head -c 30000000 /dev/urandom | base64 >"$T/big/text"
+tar -C "$T/big" --mtime=@3000 -c . | docker import - "$LOCAL-big:1" >/dev/null || fail "docker import big"
+docker tag "$LOCAL-big:1" "$REG/lay/big:1" && track_image "$LOCAL-big:1" "$REG/lay/big:1"
+docker_push "$REG/lay/big:1" "$T/push-big.log"
+wait_ingested
 serve_stop
 
 # ---- durable, offline-readable, clean
@@ -139,6 +149,25 @@ offline=$(cf "$R" cat "${LAYERS[0]}" | sha256sum | cut -d' ' -f1)
 [[ sha256:$offline == "${LAYERS[0]}" ]] || fail "offline coffer cat of a re-stored layer: sha256:$offline"
 expect_ok "check --read-data" cf "$R" check --read-data
 serve_start "$R" "$M" "$PORT1" --dedup-layers
+# Six pulls of one re-stored layer at once (nothing in the page cache of this
+# new mount): one reader re-creates it for all (each pull alone would re-create
+# the whole stream), and every client gets the pushed bytes.
+http GET /v2/lay/big/manifests/1 -H 'Accept: application/vnd.docker.distribution.manifest.v2+json'
+expect_status 200 "GET the big image's manifest"
+BIG=$(jq -r '.layers[0].digest' "$T/.b")
+r0=$(stat_of layer_rebuilds)
+pids=()
+for i in 1 2 3 4 5 6; do
+  curl -sS --max-time 120 -o "$T/big.$i" "$URL/v2/lay/big/blobs/$BIG" &
+  pids+=($!)
+done
+wait "${pids[@]}"  # not a bare wait: serve runs in the background too
+for i in 1 2 3 4 5 6; do
+  [[ sha256:$(sha_of "$T/big.$i") == "$BIG" ]] || fail "concurrent pull $i of $BIG: sha256:$(sha_of "$T/big.$i")"
+done
+rebuilds=$(($(stat_of layer_rebuilds) - r0))
+((rebuilds >= 1 && rebuilds <= 2)) || fail "6 concurrent pulls of a re-stored layer started $rebuilds re-creations (want 1, 2 at most); stats: $(cat "$M/.coffer/stats"); serve log: $(grep -c "stored as layer" "$T"/serve.*.log)"
+note "6 concurrent pulls of a re-stored $(stat -c %s "$T/big.1")-byte layer: $rebuilds re-creation(s), all digests right"
 docker_forget "$IMG"
 docker pull "$IMG" >"$T/pull2.log" 2>&1 || fail "docker pull after a restart: $(tail -n 3 "$T/pull2.log")"
 note "after a restart: docker pull works; offline cat re-creates the layer; check --read-data clean"

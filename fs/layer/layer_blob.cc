@@ -3,6 +3,7 @@
 #include <openssl/evp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -403,6 +404,8 @@ chunkstore::Result<IngestReport> IngestLayer(Repository* repo, std::string_view 
 
 namespace {
 
+std::atomic<uint64_t> rebuilds_started{0};
+
 // Re-creates a layer's compressed bytes from its tar as reads ask for them:
 // in segments made by worker threads when the recipe has checkpoints, else
 // by one encoder.
@@ -425,12 +428,14 @@ class LayerReader : public BlobReader {
   }
 
   uint64_t size() const override { return size_; }
+  bool Sequential() const override { return true; }
 
   chunkstore::Result<size_t> ReadAt(uint64_t offset, size_t n, char* buf) override {
     std::lock_guard<std::mutex> l(mu_);
     if (offset >= size_) return size_t{0};
     n = static_cast<size_t>(std::min<uint64_t>(n, size_ - offset));
-    if (seg_ ? (offset < base_ || failed_) : (!rec_ || offset < base_)) Restart(offset);
+    if (seg_ ? (!started_ || offset < base_ || failed_) : (!rec_ || offset < base_))
+      Restart(offset);
     while (base_ + window_.size() < offset + n) {
       if (offset > base_ + kKeepBehind) {  // what readers will not ask for again
         // Not more than is there: base_ must stay the offset of window_[0].
@@ -455,6 +460,8 @@ class LayerReader : public BlobReader {
   // Segmented: from the segment that holds `offset` if one was made before
   // (the hash state at its start is kept), else from the first.
   void Restart(uint64_t offset) {
+    rebuilds_started.fetch_add(1, std::memory_order_relaxed);
+    started_ = true;
     failed_ = false;
     window_.clear();
     finished_ = false;
@@ -518,11 +525,14 @@ class LayerReader : public BlobReader {
   bool finished_ = false;
   std::string window_;  // recent output
   std::string piece_;
-  bool failed_ = false;  // segmented: the last step failed; the next read restarts
+  bool failed_ = false;   // segmented: the last step failed; the next read restarts
+  bool started_ = false;  // a re-creation has been started (Restart ran)
   std::unique_ptr<SegmentedReconstructor> seg_;  // declared last: its workers read stored_
 };
 
 }  // namespace
+
+uint64_t LayerRebuildsStarted() { return rebuilds_started.load(std::memory_order_relaxed); }
 
 chunkstore::Result<std::unique_ptr<BlobReader>> DecodeLayerBlob(
     std::string_view digest, uint64_t size, std::string_view encoding,

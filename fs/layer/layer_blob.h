@@ -56,6 +56,10 @@ chunkstore::Result<IngestReport> IngestLayer(chunkstore::Repository* repo, std::
 // stream (one encoder, a window of recent output); a read before the window
 // starts over from the first byte. The last read fails (Corruption naming the
 // digest) if the bytes made were not the blob.
+// How many re-creations DecodeLayerBlob's readers have started (from the first
+// byte or a checkpoint) in this process: the cost of pulls of re-stored layers.
+uint64_t LayerRebuildsStarted();
+
 chunkstore::Result<std::unique_ptr<chunkstore::BlobReader>> DecodeLayerBlob(
     std::string_view digest, uint64_t size, std::string_view encoding,
     std::unique_ptr<chunkstore::BlobReader> stored);

@@ -178,6 +178,15 @@ class Fs {
   std::atomic<int64_t> last_access_{0};
   std::atomic<int> open_files_{0};
 
+  // Readers of blobs whose reads cost every byte before them (layers re-created
+  // from their tar) are shared by the opens of one blob, so that N concurrent
+  // pulls of a layer make it once, not N times (the readers behind the first
+  // find its pages in the page cache). Weak: the last release frees it.
+  std::shared_ptr<chunkstore::BlobReader> ShareSequential(
+      const std::string& hex, std::shared_ptr<chunkstore::BlobReader> fresh);
+  std::mutex shared_mu_;  // guards shared_readers_
+  std::map<std::string, std::weak_ptr<chunkstore::BlobReader>> shared_readers_;
+
   std::mutex mu_;  // guards the maps below
   std::unordered_map<uint64_t, std::shared_ptr<Node>> nodes_;
   std::map<std::pair<uint64_t, std::string>, uint64_t> named_;  // (parent, name) -> ino

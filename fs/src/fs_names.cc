@@ -12,6 +12,7 @@
 #include "audit.h"
 #include "fs.h"
 #include "ingest.h"
+#include "layer_blob.h"
 
 namespace cofferfs {
 
@@ -612,6 +613,8 @@ std::string Fs::StatsJson() {
     j["layers_kept_as_pushed"] = c.kept;  // since the mount started
     j["layers_failed"] = c.failed;
   }
+  // Encodings of re-stored layers started for reads (pulls) since the start.
+  j["layer_rebuilds"] = cofferlayer::LayerRebuildsStarted();
   std::lock_guard<std::mutex> l(mu_);
   j["uploads_open"] = uploads_.size();
   j["heads_loaded"] = heads_.size();
@@ -646,6 +649,12 @@ void Fs::UnlinkBlob(fuse_req_t req, const char* name) {
   {
     std::lock_guard<std::mutex> l(mu_);
     named_.erase({kShaIno, name});
+  }
+  {
+    // Open handles keep their reader; the next open of a blob pushed again
+    // under this digest gets a reader of its new form.
+    std::lock_guard<std::mutex> l(shared_mu_);
+    shared_readers_.erase(name);
   }
   if (audit_) audit_->Note("blob_delete", {{"digest", std::string("sha256:") + name}});
   fuse_reply_err(req, 0);

@@ -39,7 +39,7 @@ struct Handle {
   std::string stats;  // /.coffer/stats: rendered at open
   // A blob's reader, one per open: a layer re-created from its tar streams per
   // reader, and a blob re-stored meanwhile is read in its current form.
-  std::unique_ptr<chunkstore::BlobReader> blob;
+  std::shared_ptr<chunkstore::BlobReader> blob;
 };
 
 }  // namespace
@@ -449,6 +449,17 @@ void Fs::Removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
 
 // ---- open, read, write, release --------------------------------------------------------------
 
+std::shared_ptr<chunkstore::BlobReader> Fs::ShareSequential(
+    const std::string& hex, std::shared_ptr<chunkstore::BlobReader> fresh) {
+  if (!fresh->Sequential()) return fresh;  // random access is cheap: one per open
+  std::lock_guard<std::mutex> l(shared_mu_);
+  std::erase_if(shared_readers_, [](const auto& e) { return e.second.expired(); });
+  auto& slot = shared_readers_[hex];
+  if (auto live = slot.lock()) return live;
+  slot = fresh;
+  return fresh;
+}
+
 void Fs::Open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
   auto n = Get(ino);
   if (!n) return (void)fuse_reply_err(req, ESTALE);
@@ -460,7 +471,7 @@ void Fs::Open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
       if (write) return (void)fuse_reply_err(req, EROFS);
       auto b = repo_->OpenBlob("sha256:" + n->name);
       if (!b.ok()) return (void)fuse_reply_err(req, Errno(b.status()));
-      h->blob = std::move(b).value();
+      h->blob = ShareSequential(n->name, std::move(b).value());
       fi->keep_cache = 1;  // immutable: the page cache stays valid across opens
       break;
     }

@@ -122,6 +122,9 @@ class BlobReader {
   // The same range as pieces appended to *out, in order (their lengths sum to the
   // result). This default copies with ReadAt into one owned piece.
   virtual Result<size_t> ReadPieces(uint64_t offset, size_t n, std::vector<ReadPiece>* out);
+  // True when a read costs the bytes before it (a stream re-created from
+  // another form): such a reader is best shared by the readers of one blob.
+  virtual bool Sequential() const { return false; }
 };
 
 // Blobs stored in another form than their own bytes: a container layer kept as
