@@ -6,12 +6,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 
 #include "chunkstore/store.h"
 #include "commands.h"
 #include "fs/mount.h"
+#include "progress.h"
 
 namespace coffer {
 namespace {
@@ -146,6 +148,55 @@ int RunAuditVerify(Globals& g, const std::string& file) {
   return kExitOk;
 }
 
+// `coffer layers`: the daemon's re-storing of layer blobs (docs/layers.md);
+// --restore queues every stored blob (those pushed before --dedup-layers was
+// on), --wait returns when nothing is pending.
+int RunLayers(Globals& g, bool restore, bool wait) {
+  auto ask = [&](bool r) -> chunkstore::Result<nlohmann::json> {
+    auto j = AskDaemon(g, {{"verb", "layers"}, {"restore", r}});
+    if (!j)
+      return Status::FailedPrecondition(
+          "layers: no daemon holds the repository (layers are re-stored by `coffer serve "
+          "--dedup-layers` or `coffer mount --dedup-layers`)");
+    if (!j->value("ok", false))
+      return Status::FailedPrecondition("layers: " + j->value("error", ""));
+    return *j;
+  };
+  auto first = ask(restore);
+  if (!first.ok()) return Fail(g, first.status());
+  nlohmann::json j = *first;
+  if (wait) {
+    ProgressBar bar(!g.quiet && !g.json);
+    const uint64_t queued = j.value("queued", uint64_t{0});
+    while (j.value("pending", uint64_t{0}) > 0) {
+      chunkstore::Progress p;
+      p.phase = "layers";
+      p.items_total = std::max<uint64_t>(queued, j.value("pending", uint64_t{0}));
+      p.items_done = p.items_total - j.value("pending", uint64_t{0});
+      bar.Update(p);
+      usleep(200 * 1000);
+      auto next = ask(false);
+      if (!next.ok()) return Fail(g, next.status());
+      (*next)["queued"] = queued;  // what this call queued, not the poll's 0
+      j = *next;
+    }
+    bar.Finish();
+  }
+  if (g.json) {
+    PrintJson(j);
+  } else {
+    if (restore) std::printf("queued %llu blobs\n", (unsigned long long)j.value("queued", 0ull));
+    std::printf(
+        "layers since the daemon started: %llu stored as tar + recipe, %llu kept as pushed, "
+        "%llu not layers, %llu failed; %llu pending\n",
+        (unsigned long long)j.value("stored", 0ull),
+        (unsigned long long)j.value("kept_as_pushed", 0ull),
+        (unsigned long long)j.value("not_layers", 0ull),
+        (unsigned long long)j.value("failed", 0ull), (unsigned long long)j.value("pending", 0ull));
+  }
+  return kExitOk;
+}
+
 }  // namespace
 
 // The daemon's reply to a verb, when one holds the repository; nullopt otherwise.
@@ -182,6 +233,13 @@ void AddFsCommands(CLI::App& app, Globals& g, int* rc) {
   snap->add_option("set", *set, "the backup set")->required();
   snap->add_option("--name", *name, "a name for the snapshot (default: its id)");
   snap->callback([&g, rc, set, name] { *rc = RunSnapshot(g, *set, *name); });
+
+  auto restore = std::make_shared<bool>(false), wait = std::make_shared<bool>(false);
+  auto* layers = app.add_subcommand("layers", "the daemon's re-storing of layer blobs");
+  layers->add_flag("--restore", *restore,
+                   "queue every stored blob (those pushed before --dedup-layers was on)");
+  layers->add_flag("--wait", *wait, "return when nothing is pending");
+  layers->callback([&g, rc, restore, wait] { *rc = RunLayers(g, *restore, *wait); });
 
   auto file = std::make_shared<std::string>();
   auto* audit = app.add_subcommand("audit", "audit log tools");

@@ -404,7 +404,7 @@ chunkstore::Result<IngestReport> IngestLayer(Repository* repo, std::string_view 
 
 namespace {
 
-std::atomic<uint64_t> rebuilds_started{0};
+std::atomic<uint64_t> rebuilds_started{0}, bytes_rebuilt{0};
 
 // Re-creates a layer's compressed bytes from its tar as reads ask for them:
 // in segments made by worker threads when the recipe has checkpoints, else
@@ -473,6 +473,7 @@ class LayerReader : public BlobReader {
     }
     rec_ = std::make_unique<VerifyingReconstructor>(recipe_, digest_, [this](std::string_view b) {
       window_.append(b);
+      bytes_rebuilt.fetch_add(b.size(), std::memory_order_relaxed);
       return Status::OK();
     });
     plain_ = 0;
@@ -484,6 +485,7 @@ class LayerReader : public BlobReader {
     if (b.empty())
       return Status::Corruption("layer " + digest_ + " re-created shorter than its size");
     window_.append(b);
+    bytes_rebuilt.fetch_add(b.size(), std::memory_order_relaxed);
     return Status::OK();
   }
 
@@ -533,6 +535,7 @@ class LayerReader : public BlobReader {
 }  // namespace
 
 uint64_t LayerRebuildsStarted() { return rebuilds_started.load(std::memory_order_relaxed); }
+uint64_t LayerBytesRebuilt() { return bytes_rebuilt.load(std::memory_order_relaxed); }
 
 chunkstore::Result<std::unique_ptr<BlobReader>> DecodeLayerBlob(
     std::string_view digest, uint64_t size, std::string_view encoding,

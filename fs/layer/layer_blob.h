@@ -59,6 +59,8 @@ chunkstore::Result<IngestReport> IngestLayer(chunkstore::Repository* repo, std::
 // How many re-creations DecodeLayerBlob's readers have started (from the first
 // byte or a checkpoint) in this process: the cost of pulls of re-stored layers.
 uint64_t LayerRebuildsStarted();
+// The compressed bytes those re-creations have made.
+uint64_t LayerBytesRebuilt();
 
 chunkstore::Result<std::unique_ptr<chunkstore::BlobReader>> DecodeLayerBlob(
     std::string_view digest, uint64_t size, std::string_view encoding,

@@ -127,6 +127,10 @@ class Fs {
   chunkstore::Result<chunkstore::SnapshotInfo> Snapshot(const std::string& set,
                                                         const std::string& tag);
   chunkstore::Result<chunkstore::GcReport> Gc();
+  // Queues every blob big enough to be a layer for re-storing (`coffer layers
+  // --restore`: blobs pushed before --dedup-layers, or still queued at a stop).
+  // Those already re-stored, or not layers, are settled quickly by the job.
+  chunkstore::Result<uint64_t> QueueStoredLayers();
   void UnlinkBlob(fuse_req_t req, const char* name);
   chunkstore::Repository* repo() { return repo_; }
   // Nanoseconds since the epoch of the last request (for the idle timeout).

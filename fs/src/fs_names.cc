@@ -588,6 +588,20 @@ void Fs::Statfs(fuse_req_t req) {
   fuse_reply_statfs(req, &sv);
 }
 
+chunkstore::Result<uint64_t> Fs::QueueStoredLayers() {
+  if (!ingest_)
+    return chunkstore::Status::FailedPrecondition(
+        "re-store layers: this daemon runs without --dedup-layers");
+  ASSIGN_OR_RETURN(auto blobs, repo_->ListBlobs());
+  uint64_t queued = 0;
+  for (const chunkstore::BlobInfo& b : blobs) {
+    if (b.size < LayerIngester::kMinBytes) continue;
+    ingest_->Add(b.digest, b.size);
+    ++queued;
+  }
+  return queued;
+}
+
 nlohmann::json StatsObject(const chunkstore::Stats& s) {
   return {{"logical_bytes", s.logical_bytes},
           {"unique_bytes", s.unique_bytes},
@@ -615,6 +629,7 @@ std::string Fs::StatsJson() {
   }
   // Encodings of re-stored layers started for reads (pulls) since the start.
   j["layer_rebuilds"] = cofferlayer::LayerRebuildsStarted();
+  j["layer_bytes_rebuilt"] = cofferlayer::LayerBytesRebuilt();
   std::lock_guard<std::mutex> l(mu_);
   j["uploads_open"] = uploads_.size();
   j["heads_loaded"] = heads_.size();

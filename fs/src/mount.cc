@@ -14,6 +14,7 @@
 #include "audit.h"
 #include "control.h"
 #include "fs.h"
+#include "ingest.h"
 #include "layer_blob.h"
 
 namespace cofferfs {
@@ -125,6 +126,26 @@ std::string HandleControl(Fs* fs, const MountOptions& opts, const std::string& l
                 {"packs_repacked", r->packs_repacked},
                 {"bytes_freed", r->bytes_freed}});
     return out.dump();
+  }
+  if (verb == "layers") {  // counters; with "restore": queue every stored blob first
+    LayerIngester* ing = fs->ingester();
+    if (ing == nullptr)
+      return fail(Status::FailedPrecondition("this daemon runs without --dedup-layers"));
+    uint64_t queued = 0;
+    if (req.value("restore", false)) {
+      auto q = fs->QueueStoredLayers();
+      if (!q.ok()) return fail(q.status());
+      queued = *q;
+    }
+    auto c = ing->counters();
+    return nlohmann::json({{"ok", true},
+                           {"queued", queued},
+                           {"pending", c.pending},
+                           {"stored", c.stored},
+                           {"kept_as_pushed", c.kept},
+                           {"not_layers", c.not_layers},
+                           {"failed", c.failed}})
+        .dump();
   }
   if (verb == "stats") {
     auto s = fs->repo()->GetStats();
