@@ -165,14 +165,16 @@ int RunLayers(Globals& g, bool restore, bool wait) {
   auto first = ask(restore);
   if (!first.ok()) return Fail(g, first.status());
   nlohmann::json j = *first;
+  const uint64_t failed_before = j.value("failed", uint64_t{0});
   if (wait) {
     ProgressBar bar(!g.quiet && !g.json);
     const uint64_t queued = j.value("queued", uint64_t{0});
+    const uint64_t total = std::max<uint64_t>(queued, j.value("pending", uint64_t{0}));
     while (j.value("pending", uint64_t{0}) > 0) {
       chunkstore::Progress p;
       p.phase = "layers";
-      p.items_total = std::max<uint64_t>(queued, j.value("pending", uint64_t{0}));
-      p.items_done = p.items_total - j.value("pending", uint64_t{0});
+      p.items_total = total;
+      p.items_done = total - std::min<uint64_t>(total, j.value("pending", uint64_t{0}));
       bar.Update(p);
       usleep(200 * 1000);
       auto next = ask(false);
@@ -194,6 +196,9 @@ int RunLayers(Globals& g, bool restore, bool wait) {
         (unsigned long long)j.value("not_layers", 0ull),
         (unsigned long long)j.value("failed", 0ull), (unsigned long long)j.value("pending", 0ull));
   }
+  if (wait && j.value("failed", uint64_t{0}) > failed_before)
+    return FailMsg(g, "layers: " + std::to_string(j.value("failed", uint64_t{0}) - failed_before) +
+                          " blobs failed while waiting (the daemon's log names them)");
   return kExitOk;
 }
 

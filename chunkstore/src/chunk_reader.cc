@@ -1,5 +1,6 @@
 #include "chunk_reader.h"
 
+#include <atomic>
 #include <cstring>
 #include <future>
 
@@ -13,16 +14,21 @@ ChunkReader::ChunkReader(Env* env, std::string repo_dir, const Index* index, con
     : env_(env), dir_(std::move(repo_dir)), index_(index), aead_(aead), cache_bytes_(cache_bytes) {}
 
 Result<std::optional<ChunkLoc>> ChunkReader::Locate(const ChunkId& id) {
+  uint64_t evictions;
   {
     std::lock_guard<std::mutex> l(mu_);
     auto it = locs_.find(id);
     if (it != locs_.end()) return std::optional<ChunkLoc>(it->second);
+    evictions = evictions_;
   }
   ASSIGN_OR_RETURN(auto loc, index_->Get(id));
   if (loc.has_value()) {
     std::lock_guard<std::mutex> l(mu_);
-    if (locs_.size() >= kMaxCachedLocs) locs_.clear();
-    locs_.emplace(id, *loc);
+    // A pack evicted meanwhile (gc) may be the one this lookup found: not cached.
+    if (evictions_ == evictions) {
+      if (locs_.size() >= kMaxCachedLocs) locs_.clear();
+      locs_.emplace(id, *loc);
+    }
   }
   return loc;
 }
@@ -123,8 +129,11 @@ Result<ChunkReader::FramePtr> ChunkReader::LoadFrame(const ChunkLoc& loc) {
         cached_bytes_ -= old->size();
         // Nobody else holds it (new holders come only through here, under mu_):
         // its memory serves the next load, without fresh pages to fault in.
-        if (old.use_count() == 1 && spare_.size() < kMaxSpare)
+        if (old.use_count() == 1 && spare_.size() < kMaxSpare) {
+          // use_count is a relaxed load: order the last holder's reads first.
+          std::atomic_thread_fence(std::memory_order_acquire);
           spare_.push_back(std::const_pointer_cast<ByteBuffer>(old));
+        }
         frames_.erase(lru_.back().first);
         lru_.pop_back();
       }
@@ -158,8 +167,7 @@ Result<ChunkReader::FramePtr> ChunkReader::Decode(const ChunkLoc& loc) {
     }
   }
   if (!plain) plain = std::make_shared<ByteBuffer>();
-  plain->Resize(meta.header.plain_len);
-  Status opened = OpenRecord(rec.view(), meta, *aead_, plain->data(), &scratch, what);
+  Status opened = OpenRecord(rec.view(), meta, *aead_, plain.get(), &scratch, what);
   if (!opened.ok()) {
     // GCM's tag already covers header, table and body: the XXH3 checksum runs
     // only now, to say "damaged bytes" rather than "damaged or wrong key".
@@ -204,6 +212,7 @@ void ChunkReader::Advise(const ChunkId& id) {
 
 void ChunkReader::Evict(const PackId& pack) {
   std::lock_guard<std::mutex> l(mu_);
+  ++evictions_;
   files_.erase(pack);
   std::erase_if(locs_, [&](const auto& e) { return e.second.pack == pack; });
   for (auto it = lru_.begin(); it != lru_.end();) {

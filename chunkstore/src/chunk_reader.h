@@ -75,6 +75,7 @@ class ChunkReader {
   // Locate's cache; cleared when full, entries of a pack dropped by Evict.
   static constexpr size_t kMaxCachedLocs = 1 << 16;
   std::unordered_map<ChunkId, ChunkLoc, ChunkIdHash> locs_;
+  uint64_t evictions_ = 0;  // Evict calls: a lookup that raced one is not cached
   int prefetching_ = 0;
   WorkerPool prefetch_pool_{2};  // last: joined first, while the rest is alive
 };

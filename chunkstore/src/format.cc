@@ -96,15 +96,16 @@ Status VerifyRecordChecksum(std::string_view record, const RecordMeta& meta,
 
 Status OpenRecord(std::string_view record, const RecordMeta& meta, const Aead& aead,
                   std::string* plain, std::string_view what) {
-  plain->resize(meta.header.plain_len);
-  ByteBuffer scratch;
-  Status st = OpenRecord(record, meta, aead, plain->data(), &scratch, what);
-  if (!st.ok()) plain->clear();
-  return st;
+  ByteBuffer out, scratch;
+  RETURN_IF_ERROR(OpenRecord(record, meta, aead, &out, &scratch, what));
+  plain->assign(out.data(), out.size());
+  return Status::OK();
 }
 
-Status OpenRecord(std::string_view record, const RecordMeta& meta, const Aead& aead, char* plain,
-                  ByteBuffer* scratch, std::string_view what) {
+// plain_len comes from the header, which GCM authenticates only with the body:
+// nothing is sized by it before that (a damaged header must not allocate GiBs).
+Status OpenRecord(std::string_view record, const RecordMeta& meta, const Aead& aead,
+                  ByteBuffer* plain, ByteBuffer* scratch, std::string_view what) {
   const RecordHeader& h = meta.header;
   size_t aad_len = RecordHeader::kSize + RecordHeader::kTableEntrySize * h.n_chunks;
   std::string_view aad = record.substr(0, aad_len);
@@ -113,11 +114,13 @@ Status OpenRecord(std::string_view record, const RecordMeta& meta, const Aead& a
   if (!(h.flags & kRecordFlagZstd)) {
     if (sealed_plain != h.plain_len)
       return Status::Corruption(std::string(what) + ": frame length mismatch");
-    return aead.Open(body, aad, plain, what);
+    plain->Resize(h.plain_len);  // bounded by the record's length
+    return aead.Open(body, aad, plain->data(), what);
   }
   scratch->Resize(sealed_plain);
   RETURN_IF_ERROR(aead.Open(body, aad, scratch->data(), what));
-  size_t n = ZSTD_decompress(plain, h.plain_len, scratch->data(), scratch->size());
+  plain->Resize(h.plain_len);  // authenticated now
+  size_t n = ZSTD_decompress(plain->data(), h.plain_len, scratch->data(), scratch->size());
   if (ZSTD_isError(n) || n != h.plain_len)
     return Status::Corruption(std::string(what) + ": zstd frame does not decompress");
   return Status::OK();

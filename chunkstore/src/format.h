@@ -59,10 +59,11 @@ Status VerifyRecordChecksum(std::string_view record, const RecordMeta& meta, std
 // Decrypts and decompresses a whole record into the frame plaintext.
 Status OpenRecord(std::string_view record, const RecordMeta& meta, const Aead& aead,
                   std::string* plain, std::string_view what);
-// The same into plain[0, meta.header.plain_len); *scratch holds the decrypted
-// zstd frame of a compressed record. Neither is zero-filled first.
-Status OpenRecord(std::string_view record, const RecordMeta& meta, const Aead& aead, char* plain,
-                  ByteBuffer* scratch, std::string_view what);
+// The same into *plain (resized to meta.header.plain_len once that length is
+// authenticated); *scratch holds the decrypted zstd frame of a compressed
+// record. Neither is zero-filled.
+Status OpenRecord(std::string_view record, const RecordMeta& meta, const Aead& aead,
+                  ByteBuffer* plain, ByteBuffer* scratch, std::string_view what);
 
 // Pack file: header (32) | records | trailer.
 //   trailer = n × {u64 offset, u32 length} | u32 n | u64 xxh3(entries|n) | "COFFTRLR"

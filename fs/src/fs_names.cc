@@ -592,12 +592,17 @@ chunkstore::Result<uint64_t> Fs::QueueStoredLayers() {
   if (!ingest_)
     return chunkstore::Status::FailedPrecondition(
         "re-store layers: this daemon runs without --dedup-layers");
+  // A re-stored layer (encoded, or a plain tar re-chunked by file) has its
+  // file tree head: those are done.
+  std::set<std::string> done;
+  ASSIGN_OR_RETURN(auto heads, repo_->ListHeads());
+  for (const std::string& h : heads)
+    if (auto blob = LayerTreeBlob(h)) done.insert("sha256:" + *blob);
   ASSIGN_OR_RETURN(auto blobs, repo_->ListBlobs());
   uint64_t queued = 0;
   for (const chunkstore::BlobInfo& b : blobs) {
-    if (b.size < LayerIngester::kMinBytes) continue;
-    ingest_->Add(b.digest, b.size);
-    ++queued;
+    if (b.size < LayerIngester::kMinBytes || done.count(b.digest)) continue;
+    if (ingest_->Add(b.digest, b.size)) ++queued;
   }
   return queued;
 }

@@ -519,9 +519,14 @@ void Fs::Open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
 
 // A blob read is answered from the frame cache: the kernel copies the pieces
 // into the page cache itself (writev), with no copy into a reply buffer.
+// Neighbouring chunks of one frame are one piece; a read of more pieces than
+// writev takes (a layer's tar re-chunked file by file: a 512-byte header and a
+// tiny file are a chunk each) is copied into a buffer instead.
 static void ReplyBlob(fuse_req_t req, chunkstore::BlobReader* blob, size_t size, off_t off) {
+  constexpr size_t kMaxIov = 1000;  // under IOV_MAX (1024), with room for the FUSE header
   thread_local std::vector<chunkstore::ReadPiece> pieces;
   thread_local std::vector<struct iovec> iov;
+  thread_local std::vector<char> flat;
   pieces.clear();
   Result<size_t> got = blob->ReadPieces(static_cast<uint64_t>(off), size, &pieces);
   if (!got.ok()) {
@@ -529,8 +534,23 @@ static void ReplyBlob(fuse_req_t req, chunkstore::BlobReader* blob, size_t size,
     return (void)fuse_reply_err(req, Errno(got.status()));
   }
   iov.clear();
-  for (const auto& p : pieces) iov.push_back({const_cast<char*>(p.data), p.len});
-  fuse_reply_iov(req, iov.data(), static_cast<int>(iov.size()));
+  for (const auto& p : pieces) {
+    if (!iov.empty() && static_cast<char*>(iov.back().iov_base) + iov.back().iov_len == p.data)
+      iov.back().iov_len += p.len;
+    else
+      iov.push_back({const_cast<char*>(p.data), p.len});
+  }
+  if (iov.size() <= kMaxIov) {
+    fuse_reply_iov(req, iov.data(), static_cast<int>(iov.size()));
+  } else {
+    flat.resize(*got);
+    size_t at = 0;
+    for (const auto& v : iov) {
+      std::memcpy(flat.data() + at, v.iov_base, v.iov_len);
+      at += v.iov_len;
+    }
+    fuse_reply_buf(req, flat.data(), at);
+  }
   pieces.clear();  // the frames may go now
 }
 

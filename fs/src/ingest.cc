@@ -4,6 +4,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 
 #include "layer_blob.h"
@@ -59,13 +60,15 @@ LayerIngester::~LayerIngester() {
   thread_.join();
 }
 
-void LayerIngester::Add(const std::string& digest, uint64_t size) {
-  if (size < kMinBytes) return;
+bool LayerIngester::Add(const std::string& digest, uint64_t size) {
+  if (size < kMinBytes) return false;
   {
     std::lock_guard<std::mutex> l(mu_);
+    if (std::find(queue_.begin(), queue_.end(), digest) != queue_.end()) return false;
     queue_.push_back(digest);
   }
   cv_.notify_all();
+  return true;
 }
 
 std::unique_lock<std::shared_mutex> LayerIngester::Pause() {

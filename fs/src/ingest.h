@@ -43,7 +43,8 @@ class LayerIngester {
   LayerIngester(const LayerIngester&) = delete;
   LayerIngester& operator=(const LayerIngester&) = delete;
 
-  void Add(const std::string& digest, uint64_t size);
+  // Queues a blob; false if it is too small or already queued.
+  bool Add(const std::string& digest, uint64_t size);
   std::unique_lock<std::shared_mutex> Pause();
   // Waits until the queue is empty and nothing runs (tests, `coffer layers`).
   void Drain();

@@ -19,6 +19,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <csignal>
 #include <thread>
 
 #include "handler.h"
@@ -35,7 +36,7 @@ using chunkstore::Status;
 namespace {
 
 constexpr size_t kBodyBuffer = 256 << 10;
-constexpr size_t kSendfileMax = 4 << 20;  // per sendfile call: the loop stays responsive
+constexpr size_t kSendfileMax = 4 << 20;  // per sendfile call, and per turn of the I/O thread
 // A refused request's unread body is read and dropped up to this size, so the
 // client sees the answer; beyond it the connection is closed instead.
 constexpr uint64_t kMaxDrain = 1 << 20;
@@ -286,13 +287,19 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     auto& sock = Lowest().socket();
     beast::error_code ec;
     if (!sock.native_non_blocking()) sock.native_non_blocking(true, ec);
+    size_t sent = 0;
     while (remaining_ > 0) {
+      if (sent >= kSendfileMax) {  // let the thread's other connections have a turn
+        return asio::post(stream_.get_executor(),
+                          [self = this->shared_from_this()] { self->SendFile(); });
+      }
       off_t off = static_cast<off_t>(offset_);
       size_t want = static_cast<size_t>(std::min<uint64_t>(remaining_, kSendfileMax));
       ssize_t n = ::sendfile(sock.native_handle(), resp_.file->fd(), &off, want);
       if (n > 0) {
         offset_ += static_cast<uint64_t>(n);
         remaining_ -= static_cast<uint64_t>(n);
+        sent += static_cast<size_t>(n);
         continue;
       }
       if (n < 0 && errno == EINTR) continue;
@@ -508,6 +515,9 @@ chunkstore::Result<std::unique_ptr<Registry>> Registry::Start(const RegistryOpti
     return Status::InvalidArgument("registry: no root (the coffer mount point)");
   if (opts.threads < 1) return Status::InvalidArgument("registry: threads must be at least 1");
   ASSIGN_OR_RETURN(tcp::endpoint ep, ParseListen(opts.listen));
+  // sendfile(2) has no MSG_NOSIGNAL: a client that goes away mid-body would
+  // kill the process with SIGPIPE instead of failing that one write with EPIPE.
+  std::signal(SIGPIPE, SIG_IGN);
   bool verify = opts.verify == RegistryOptions::Verify::kAlways ||
                 (opts.verify == RegistryOptions::Verify::kAuto && !IsCofferMount(opts.root));
   std::unique_ptr<Auth> auth;
