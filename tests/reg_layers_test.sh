@@ -194,6 +194,14 @@ size=$(stat -c %s "$T/big.1")
 ((made >= size && made < 2 * size)) ||
   fail "6 concurrent pulls of a re-stored $size-byte layer made $made bytes in $rebuilds re-creations (want < 2x); stats: $(cat "$M/.coffer/stats")"
 note "6 concurrent pulls of a re-stored $size-byte layer: $made bytes re-created ($rebuilds starts), all digests right"
+# A client that hangs up in the middle of a body (its read end closed): the
+# registry's next sendfile gets EPIPE, which must not kill it (SIGPIPE).
+for i in 1 2 3; do
+  curl -sS --max-time 60 "$URL/v2/lay/big/blobs/$BIG" 2>/dev/null | head -c 100000 >/dev/null || true
+done
+http GET /v2/
+expect_status 200 "GET /v2/ after clients hung up mid-body"
+is_running "$SERVE_PID" || fail "coffer serve died when clients hung up mid-body: $(tail -n 3 "$SERVE_LOG")"
 docker_forget "$IMG"
 docker pull "$IMG" >"$T/pull2.log" 2>&1 || fail "docker pull after a restart: $(tail -n 3 "$T/pull2.log")"
 note "after a restart: docker pull works; offline cat re-creates the layer; check --read-data clean"
