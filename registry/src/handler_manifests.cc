@@ -202,9 +202,15 @@ Response Handler::DeleteManifest(const Route& r) {
   }
   std::string hex = DigestHex(r.ref);
   if (!RevisionExists(r.name, hex)) return ManifestUnknown(r.ref);
-  // Its referrer entry, every tag that points at it, then the revision itself.
+  // The revision goes first: it is what makes the manifest exist (a tag that
+  // links to a missing revision resolves to 404), so a delete cut short by a
+  // crash (the mount may save between these steps) leaves it deleted or not,
+  // never untagged but alive. Then its referrer entry and the tags linking to it.
   auto type = storage_->ReadFile(RevisionDir(r.name, hex) + "/type", 1024);
-  if (auto bytes = storage_->ReadBlob(hex, opts_.max_manifest_bytes); bytes.ok()) {
+  auto bytes = storage_->ReadBlob(hex, opts_.max_manifest_bytes);
+  Status st = storage_->Remove(RevisionDir(r.name, hex));
+  if (!st.ok() && !st.IsNotFound()) return StorageError(st);
+  if (bytes.ok()) {
     auto m = ParseManifest(*bytes, type.ok() ? *type : "");
     if (m.ok() && m->subject)
       (void)storage_->Remove(ReferrerDir(r.name, DigestHex(*m->subject)) + "/" + hex);
@@ -216,8 +222,6 @@ Response Handler::DeleteManifest(const Route& r) {
       if (link.ok() && *link == r.ref) (void)storage_->Remove(TagDir(r.name, t));
     }
   }
-  Status st = storage_->Remove(RevisionDir(r.name, hex));
-  if (!st.ok() && !st.IsNotFound()) return StorageError(st);
   if (!(st = storage_->Sync()).ok()) return StorageError(st);
   Response resp;
   resp.status = 202;
