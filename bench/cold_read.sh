@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# cold_read.sh — the registry's read path in isolation: one blob, pushed with a
+# single PUT to `coffer serve` and to Debian's docker-registry, then fetched with
+# curl N times from each with the page cache dropped before every GET (cold),
+# and once more without dropping it (warm). Prints the times and the medians.
+#
+# usage: bench/cold_read.sh [-n N] [--blob FILE]
+#   -n N         GETs per registry (default 7)
+#   --blob FILE  the blob (default the corpus' tars/tools.tar.gz, 90 MB)
+# environment: COFFER (default /work/main/build/bin/coffer)
+# Needs root (drop_caches, FUSE), docker-registry, curl. Installs nothing.
+set -euo pipefail
+N=7
+BLOB=/tmp/coffer-bench-corpus/tars/tools.tar.gz
+while (($#)); do
+  case $1 in
+    -n) N=$2; shift 2 ;;
+    --blob) BLOB=$2; shift 2 ;;
+    -h | --help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "cold_read.sh: unknown option $1" >&2; exit 64 ;;
+  esac
+done
+[[ -f $BLOB ]] || { echo "cold_read.sh: no blob $BLOB (build the corpus: ../shared/bench/make-corpus.sh)" >&2; exit 1; }
+COFFER=${COFFER:-/work/main/build/bin/coffer}
+WORK=$(mktemp -d /tmp/coffer-coldread.XXXXXX) LOG=$WORK/log
+log() { echo "$*" >&2; }
+die() { log "cold_read.sh: $*"; exit 1; }
+# shellcheck source=reglib.sh
+source "$(dirname "$0")/reglib.sh"
+DIG=sha256:$(sha256sum "$BLOB" | cut -d' ' -f1)
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
+for REG in coffer distribution; do
+  TD=$WORK/$REG PORT=$((5300 + RANDOM % 500))
+  mkdir -p "$TD"
+  "${REG}_start"
+  wait_http "http://127.0.0.1:$PORT/v2/" 60 || die "$REG did not start"
+  loc=$(curl -s -D - -o /dev/null -X POST "http://127.0.0.1:$PORT/v2/c/b/blobs/uploads/" |
+    tr -d '\r' | awk -F': ' 'tolower($1)=="location"{print $2}')
+  [[ $loc == http* ]] || loc=http://127.0.0.1:$PORT$loc
+  sep='?'; [[ $loc == *\?* ]] && sep='&'
+  curl -sf -X PUT -H 'Content-Type: application/octet-stream' --data-binary @"$BLOB" \
+    "$loc${sep}digest=$DIG" -o /dev/null || die "push to $REG"
+  ts=()
+  for ((i = 0; i < N; i++)); do
+    drop_caches
+    ts+=("$(curl -s -o /dev/null -w '%{time_total}' "http://127.0.0.1:$PORT/v2/c/b/blobs/$DIG")")
+  done
+  warm=$(curl -s -o /dev/null -w '%{time_total}' "http://127.0.0.1:$PORT/v2/c/b/blobs/$DIG")
+  echo "$REG: cold ${ts[*]} median $(median "${ts[@]}") s; warm $warm s"
+  stop_registry || true
+done
+rm -rf "$WORK"
