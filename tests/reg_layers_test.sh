@@ -218,6 +218,7 @@ track_image "$IMG2"
 docker_push "$IMG2" "$T/push-late.log"
 expect_err "without --dedup-layers" "coffer layers on a daemon without the flag" cf "$R2" layers
 serve_stop
+expect_err "no daemon holds the repository" "coffer layers with no daemon" cf "$R2" layers --restore
 serve_start "$R2" "$M2" "$PORT2" --dedup-layers
 M=$M2
 [[ $(stat_of layers_stored) == 0 ]] || fail "layers re-stored before anyone asked: $(cat "$M/.coffer/stats")"

@@ -5,7 +5,6 @@
 #define CHUNKSTORE_BYTE_BUFFER_H_
 
 #include <cstddef>
-#include <cstring>
 #include <memory>
 #include <string_view>
 
@@ -16,12 +15,10 @@ class ByteBuffer {
   ByteBuffer() = default;
   explicit ByteBuffer(size_t n) { Resize(n); }
 
-  // Bytes [0, min(old size, n)) are kept; the rest is uninitialised.
+  // The contents are undefined afterwards: every user overwrites them whole.
   void Resize(size_t n) {
     if (n > cap_) {
-      std::unique_ptr<char[]> p(new char[n]);  // default-initialised: no memset
-      if (size_) std::memcpy(p.get(), p_.get(), size_);
-      p_ = std::move(p);
+      p_.reset(new char[n]);  // default-initialised: no memset
       cap_ = n;
     }
     size_ = n;

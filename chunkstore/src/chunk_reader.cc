@@ -42,12 +42,6 @@ Status ChunkReader::Read(const ChunkId& id, std::string* out) {
   return ReadAt(*loc, out);
 }
 
-Status ChunkReader::ReadRange(const ChunkId& id, uint32_t offset, size_t n, char* dst) {
-  ASSIGN_OR_RETURN(ReadPiece piece, Piece(id, offset, n));
-  std::memcpy(dst, piece.data, n);
-  return Status::OK();
-}
-
 Result<ReadPiece> ChunkReader::Piece(const ChunkId& id, uint32_t offset, size_t n) {
   ASSIGN_OR_RETURN(auto loc, Locate(id));
   if (!loc.has_value())

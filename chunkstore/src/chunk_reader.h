@@ -33,9 +33,7 @@ class ChunkReader {
   // Appends the chunk's bytes to *out. NotFound if the index lacks it.
   Status Read(const ChunkId& id, std::string* out);
   Status ReadAt(const ChunkLoc& loc, std::string* out);
-  // Copies [offset, offset+n) of the chunk to dst.
-  Status ReadRange(const ChunkId& id, uint32_t offset, size_t n, char* dst);
-  // The same bytes as a piece of the cached frame (no copy).
+  // Bytes [offset, offset+n) of the chunk, as a piece of its cached frame.
   Result<ReadPiece> Piece(const ChunkId& id, uint32_t offset, size_t n);
   // Reads the raw bytes [offset, offset+n) of a pack.
   Status ReadPackBytes(const PackId& pack, uint64_t offset, size_t n, std::string* out);

@@ -78,27 +78,19 @@ Status RepositoryImpl::ReadChunk(const ChunkId& id, std::string* out) {
 }
 
 Status RepositoryImpl::ReadChunkAt(const ChunkId& id, uint32_t offset, size_t n, char* dst) {
-  if (writer_ != nullptr) {
-    std::string pending;
-    if (writer_->ReadPending(id, &pending)) {
-      if (uint64_t(offset) + n > pending.size())
-        return Status::InvalidArgument("read past the end of chunk " + ToHex(id));
-      std::memcpy(dst, pending.data() + offset, n);
-      return Status::OK();
-    }
-  }
-  return reader_->ReadRange(id, offset, n, dst);
+  ASSIGN_OR_RETURN(ReadPiece piece, ReadChunkPiece(id, offset, n));
+  std::memcpy(dst, piece.data, n);
+  return Status::OK();
 }
 
 Result<ReadPiece> RepositoryImpl::ReadChunkPiece(const ChunkId& id, uint32_t offset, size_t n) {
-  if (writer_ != nullptr) {
-    auto pending = std::make_shared<std::string>();
-    if (writer_->ReadPending(id, pending.get())) {
-      if (uint64_t(offset) + n > pending->size())
-        return Status::InvalidArgument("read past the end of chunk " + ToHex(id));
-      const char* data = pending->data() + offset;
-      return ReadPiece{std::move(pending), data, n};
-    }
+  std::string pending;
+  if (writer_ != nullptr && writer_->ReadPending(id, &pending)) {
+    if (uint64_t(offset) + n > pending.size())
+      return Status::InvalidArgument("read past the end of chunk " + ToHex(id));
+    auto owner = std::make_shared<std::string>(std::move(pending));
+    const char* data = owner->data() + offset;
+    return ReadPiece{std::move(owner), data, n};
   }
   return reader_->Piece(id, offset, n);
 }
