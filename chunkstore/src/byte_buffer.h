@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <memory>
+#include <new>
 #include <string_view>
 
 namespace chunkstore {
@@ -18,7 +19,8 @@ class ByteBuffer {
   // The contents are undefined afterwards: every user overwrites them whole.
   void Resize(size_t n) {
     if (n > cap_) {
-      p_.reset(new char[n]);  // default-initialised: no memset
+      // Default-initialised (no memset), and aligned for RandomAccessFile::ReadDirect.
+      p_.reset(new (std::align_val_t{kAlign}) char[n]);
       cap_ = n;
     }
     size_ = n;
@@ -29,7 +31,11 @@ class ByteBuffer {
   std::string_view view() const { return {p_.get(), size_}; }
 
  private:
-  std::unique_ptr<char[]> p_;
+  static constexpr size_t kAlign = 4096;
+  struct AlignedDelete {
+    void operator()(char* p) const { ::operator delete[](p, std::align_val_t{kAlign}); }
+  };
+  std::unique_ptr<char[], AlignedDelete> p_;
   size_t size_ = 0, cap_ = 0;
 };
 

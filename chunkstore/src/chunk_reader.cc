@@ -142,15 +142,21 @@ Result<ChunkReader::FramePtr> ChunkReader::Decode(const ChunkLoc& loc) {
   std::string what = "record at " + PackPath(loc.pack) + "+" + std::to_string(loc.record_offset);
   // Per thread, reused: a record is read, checked and decrypted from here.
   thread_local ByteBuffer rec, scratch;
-  rec.Resize(loc.record_len);
+  // Direct I/O, so the aligned span around the record; the slack is ignored.
+  constexpr uint64_t kAlign = RandomAccessFile::kDirectAlign;
+  uint64_t start = loc.record_offset / kAlign * kAlign;
+  uint64_t end = (loc.record_offset + loc.record_len + kAlign - 1) / kAlign * kAlign;
+  size_t skip = static_cast<size_t>(loc.record_offset - start);
+  rec.Resize(static_cast<size_t>(end - start));
   ASSIGN_OR_RETURN(auto f, OpenPack(loc.pack));
-  ASSIGN_OR_RETURN(size_t got, f->Read(loc.record_offset, loc.record_len, rec.data()));
-  if (got != loc.record_len)
+  ASSIGN_OR_RETURN(size_t got, f->ReadDirect(start, rec.size(), rec.data()));
+  if (got < skip + loc.record_len)
     return Status::Corruption("read " + PackPath(loc.pack) + " at " +
                               std::to_string(loc.record_offset) + ": pack is truncated");
+  const std::string_view record(rec.data() + skip, loc.record_len);
   RecordMeta meta;
-  RETURN_IF_ERROR(DecodeRecordMeta(rec.view(), &meta, what));
-  if (meta.header.RecordSize() != rec.size())
+  RETURN_IF_ERROR(DecodeRecordMeta(record, &meta, what));
+  if (meta.header.RecordSize() != record.size())
     return Status::Corruption(what + ": record length disagrees with the index");
   std::shared_ptr<ByteBuffer> plain;
   {
@@ -161,11 +167,11 @@ Result<ChunkReader::FramePtr> ChunkReader::Decode(const ChunkLoc& loc) {
     }
   }
   if (!plain) plain = std::make_shared<ByteBuffer>();
-  Status opened = OpenRecord(rec.view(), meta, *aead_, plain.get(), &scratch, what);
+  Status opened = OpenRecord(record, meta, *aead_, plain.get(), &scratch, what);
   if (!opened.ok()) {
     // GCM's tag already covers header, table and body: the XXH3 checksum runs
     // only now, to say "damaged bytes" rather than "damaged or wrong key".
-    RETURN_IF_ERROR(VerifyRecordChecksum(rec.view(), meta, what));
+    RETURN_IF_ERROR(VerifyRecordChecksum(record, meta, what));
     return opened;
   }
   return FramePtr(std::move(plain));
@@ -189,19 +195,6 @@ void ChunkReader::Prefetch(const ChunkId& id) {
     std::lock_guard<std::mutex> l(mu_);
     --prefetching_;
   });
-}
-
-// A cold sequential read waits on the disk once per frame unless the disk is
-// already busy with the frames after it; fadvise queues them without a thread.
-void ChunkReader::Advise(const ChunkId& id) {
-  auto loc = Locate(id);
-  if (!loc.ok() || !loc->has_value()) return;
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    if (frames_.count({(*loc)->pack, (*loc)->record_offset})) return;
-  }
-  auto f = OpenPack((*loc)->pack);
-  if (f.ok()) (*f)->WillNeed((*loc)->record_offset, (*loc)->record_len);
 }
 
 void ChunkReader::Evict(const PackId& pack) {

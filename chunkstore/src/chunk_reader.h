@@ -39,11 +39,10 @@ class ChunkReader {
   Status ReadPackBytes(const PackId& pack, uint64_t offset, size_t n, std::string* out);
   // Forgets cached file handles of a pack (before it is deleted).
   void Evict(const PackId& pack);
-  // Starts decoding the frame of `id` in the background (a hint; errors ignored).
+  // Starts reading and decoding the frame of `id` in the background (a hint;
+  // errors ignored). Records are read with direct I/O (no OS read-ahead), so
+  // this is also what keeps the disk busy ahead of a sequential reader.
   void Prefetch(const ChunkId& id);
-  // Asks the OS to start reading the record of `id` from disk (a hint, as above):
-  // readers look further ahead with this than with Prefetch, which costs a core.
-  void Advise(const ChunkId& id);
 
  private:
   using FramePtr = std::shared_ptr<const ByteBuffer>;

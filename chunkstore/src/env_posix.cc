@@ -13,9 +13,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
+#include <mutex>
 #include <string>
 #include <utility>
 
@@ -150,7 +152,10 @@ class PosixWritableFile final : public WritableFile {
 class PosixRandomAccessFile final : public RandomAccessFile {
  public:
   PosixRandomAccessFile(std::string path, int fd) : path_(std::move(path)), fd_(fd) {}
-  ~PosixRandomAccessFile() override { ::close(fd_); }
+  ~PosixRandomAccessFile() override {
+    ::close(fd_);
+    if (direct_fd_ >= 0) ::close(direct_fd_);
+  }
   PosixRandomAccessFile(const PosixRandomAccessFile&) = delete;
   PosixRandomAccessFile& operator=(const PosixRandomAccessFile&) = delete;
 
@@ -161,9 +166,17 @@ class PosixRandomAccessFile final : public RandomAccessFile {
     return static_cast<size_t>(r);
   }
 
-  void WillNeed(uint64_t offset, uint64_t n) const override {
-    (void)::posix_fadvise(fd_, static_cast<off_t>(offset), static_cast<off_t>(n),
-                          POSIX_FADV_WILLNEED);
+  Result<size_t> ReadDirect(uint64_t offset, size_t n, char* buf) const override {
+    std::call_once(direct_once_, [this] { direct_fd_ = OpenDirect(); });
+    if (direct_fd_ >= 0 && !direct_failed_.load(std::memory_order_relaxed)) {
+      ssize_t r = PreadFully(direct_fd_, offset, n, buf);
+      if (r >= 0) return static_cast<size_t>(r);
+      // EINVAL: the file system or device wants another alignment; read through
+      // the page cache from now on rather than fail.
+      if (r != -EINVAL) return PosixError("read", path_, static_cast<int>(-r));
+      direct_failed_.store(true, std::memory_order_relaxed);
+    }
+    return Read(offset, n, buf);
   }
 
   Result<uint64_t> Size() const override {
@@ -173,8 +186,26 @@ class PosixRandomAccessFile final : public RandomAccessFile {
   }
 
  private:
+  // A second descriptor of the same file, with O_DIRECT; -1 where the file
+  // system refuses it (tmpfs before 6.6, some FUSE file systems) or the path
+  // now names another file.
+  int OpenDirect() const {
+    int fd = ::open(path_.c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC);
+    if (fd < 0) return -1;
+    struct stat a, b;
+    if (::fstat(fd_, &a) != 0 || ::fstat(fd, &b) != 0 || a.st_dev != b.st_dev ||
+        a.st_ino != b.st_ino) {
+      ::close(fd);
+      return -1;
+    }
+    return fd;
+  }
+
   const std::string path_;
   const int fd_;
+  mutable std::once_flag direct_once_;
+  mutable int direct_fd_ = -1;
+  mutable std::atomic<bool> direct_failed_{false};
 };
 
 // Holds the flock through the open file description of fd_.

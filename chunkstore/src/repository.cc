@@ -397,13 +397,10 @@ void RepositoryImpl::ReadAhead(std::span<const ChunkRef> chunks, std::span<const
   auto chunk_at = [&](uint64_t pos) -> const ChunkId& {
     return chunks[std::upper_bound(starts.begin(), starts.end(), pos) - starts.begin() - 1].id;
   };
-  for (uint64_t mib = 1; mib <= 8; ++mib) {
+  for (uint64_t mib = 1; mib <= 4; ++mib) {
     uint64_t pos = end + (mib << 20);
     if (pos >= size) return;
-    if (mib <= 2)
-      reader_->Prefetch(chunk_at(pos));
-    else
-      reader_->Advise(chunk_at(pos));
+    reader_->Prefetch(chunk_at(pos));
   }
 }
 

@@ -40,8 +40,16 @@ class RandomAccessFile {
   // Reads up to n bytes at offset into buf; returns the count (short only at EOF).
   virtual Result<size_t> Read(uint64_t offset, size_t n, char* buf) const = 0;
   virtual Result<uint64_t> Size() const = 0;
-  // A hint that [offset, offset+n) will be read soon (posix_fadvise WILLNEED).
-  virtual void WillNeed(uint64_t /*offset*/, uint64_t /*n*/) const {}
+  // Read() that bypasses the OS page cache where the file system allows it
+  // (O_DIRECT), for a caller that caches what it decodes itself: the pack
+  // reader, whose plaintext the FUSE page cache and the frame cache hold, so
+  // caching the ciphertext as well would cost a copy and a second set of pages
+  // for nothing. buf, offset and n must be multiples of kDirectAlign. Falls back
+  // to Read() (the default) where direct I/O is not available.
+  static constexpr size_t kDirectAlign = 4096;
+  virtual Result<size_t> ReadDirect(uint64_t offset, size_t n, char* buf) const {
+    return Read(offset, n, buf);
+  }
 };
 
 // An exclusive lock on a path held by this process; released by the destructor.
