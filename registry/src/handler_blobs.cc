@@ -66,6 +66,7 @@ class UploadSink : public BodySink {
       return Status::FailedPrecondition("body longer than Content-Range says");
     return w_->Append(data, n);
   }
+  bool Batched() const override { return true; }
 
   Response Finish() override {
     done_ = true;

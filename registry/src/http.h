@@ -78,6 +78,10 @@ class BodySink {
  public:
   virtual ~BodySink() = default;
   virtual chunkstore::Status Write(const char* data, size_t n) = 0;
+  // True: the server may collect the body into large pieces before Write (an
+  // upload, where each Write is a write to the mount). False: every piece as it
+  // arrives (a sink that enforces a size limit must see bytes early).
+  virtual bool Batched() const { return false; }
   virtual Response Finish() = 0;
   virtual Response Abort(const chunkstore::Status& why) = 0;
 };

@@ -152,11 +152,14 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     ReadBody();
   }
 
+  // Body bytes collect in buf_ until it is full (or the body ends) before they
+  // go to the sink: a client that streams as it compresses (dockerd) sends ~30
+  // KiB per read, and each write to the mount is a FUSE round trip.
   void ReadBody() {
     if (parser_->is_done()) return BodyDone();
     auto& body = parser_->get().body();
-    body.data = buf_.data();
-    body.size = buf_.size();
+    body.data = buf_.data() + filled_;
+    body.size = buf_.size() - filled_;
     Lowest().expires_after(limits_.read_timeout);
     http::async_read_some(stream_, in_, *parser_,
                           beast::bind_front_handler(&Session::OnBody, shared_from_this()));
@@ -166,14 +169,18 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     if (ec == http::error::need_buffer) ec = {};
     if (ec) {
       if (ec == http::error::body_limit || ec == http::error::bad_chunk ||
-          ec == http::error::bad_content_length)
+          ec == http::error::bad_content_length) {
+        (void)Flush();  // what arrived before the bad piece, as before it was seen
         return Send(ErrorResponse(400, "SIZE_INVALID", "malformed request body", ec.message()),
                     true);
-      return Close();  // client gone or too slow; an upload keeps what arrived
+      }
+      (void)Flush();  // client gone or too slow: an upload keeps what arrived
+      return Close();
     }
-    size_t got = buf_.size() - parser_->get().body().size;
-    if (got && !draining_) {
-      Status st = sink_->Write(buf_.data(), got);
+    filled_ = buf_.size() - parser_->get().body().size;
+    if (draining_) filled_ = 0;
+    if (filled_ == buf_.size() || parser_->is_done() || !sink_ || !sink_->Batched()) {
+      Status st = Flush();
       if (!st.ok()) {
         Response r = sink_->Abort(st);
         sink_.reset();
@@ -182,6 +189,13 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     }
     if (parser_->is_done()) return BodyDone();
     ReadBody();
+  }
+
+  // Hands the collected body bytes to the sink.
+  Status Flush() {
+    size_t n = std::exchange(filled_, 0);
+    if (n == 0 || draining_ || !sink_) return Status::OK();
+    return sink_->Write(buf_.data(), n);
   }
 
   void BodyDone() {
@@ -277,6 +291,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
   Handler* handler_;
   Limits limits_;
   std::vector<char> buf_;  // body pieces in and out
+  size_t filled_ = 0;      // request body bytes in buf_ not yet given to the sink
   std::optional<http::request_parser<http::buffer_body>> parser_;
   std::unique_ptr<BodySink> sink_;
   bool draining_ = false;
