@@ -169,11 +169,24 @@ class PosixRandomAccessFile final : public RandomAccessFile {
   Result<size_t> ReadDirect(uint64_t offset, size_t n, char* buf) const override {
     std::call_once(direct_once_, [this] { direct_fd_ = OpenDirect(); });
     if (direct_fd_ >= 0 && !direct_failed_.load(std::memory_order_relaxed)) {
-      ssize_t r = PreadFully(direct_fd_, offset, n, buf);
-      if (r >= 0) return static_cast<size_t>(r);
+      size_t done = 0;
+      int err = 0;
+      while (done < n) {
+        ssize_t r = ::pread(direct_fd_, buf + done, n - done, static_cast<off_t>(offset + done));
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) {
+          err = errno;
+          break;
+        }
+        done += static_cast<size_t>(r);
+        // EOF, or a short read at it: asking again from an unaligned offset
+        // would be EINVAL, not 0.
+        if (r == 0 || done % kDirectAlign != 0) break;
+      }
+      if (err == 0) return done;
       // EINVAL: the file system or device wants another alignment; read through
       // the page cache from now on rather than fail.
-      if (r != -EINVAL) return PosixError("read", path_, static_cast<int>(-r));
+      if (err != EINVAL) return PosixError("read", path_, err);
       direct_failed_.store(true, std::memory_order_relaxed);
     }
     return Read(offset, n, buf);
