@@ -9,6 +9,8 @@
 #include <new>
 #include <string_view>
 
+#include "chunkstore/env.h"
+
 namespace chunkstore {
 
 class ByteBuffer {
@@ -31,7 +33,7 @@ class ByteBuffer {
   std::string_view view() const { return {p_.get(), size_}; }
 
  private:
-  static constexpr size_t kAlign = 4096;
+  static constexpr size_t kAlign = RandomAccessFile::kDirectAlign;
   struct AlignedDelete {
     void operator()(char* p) const { ::operator delete[](p, std::align_val_t{kAlign}); }
   };

@@ -2,9 +2,10 @@
 // Handler, and the Registry that owns the listener and the I/O threads.
 //
 // One Session per connection, all its work on one strand. A request head is read
-// (header size limited), handed to the Handler; a body is then read in pieces of
-// up to 256 KiB into a buffer_body and passed to the BodySink, so a blob is never
-// held in memory. File-backed responses are pread and written 64 KiB at a time
+// (header size limited), handed to the Handler; a body is then read into a
+// 256 KiB buffer_body and passed to the BodySink piece by piece, or, for a
+// Batched sink (uploads), each time the buffer fills: a blob is never held in
+// memory. File-backed responses are pread and written 64 KiB at a time
 // (see kFilePiece: not sendfile(2), measured). Timeouts: idle_timeout between
 // requests, read_timeout per piece.
 #include "registry/server.h"
