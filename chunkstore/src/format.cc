@@ -4,6 +4,7 @@
 #include <zstd.h>
 
 #include <cstring>
+#include <memory>
 
 #include "coding.h"
 
@@ -24,12 +25,27 @@ void EncodeHeaderAndTable(const RecordHeader& h, const std::vector<ChunkRef>& ch
   }
 }
 
-std::string Compress(std::string_view plain, int level) {
-  std::string z(ZSTD_compressBound(plain.size()), '\0');
-  size_t n = ZSTD_compress(z.data(), z.size(), plain.data(), plain.size(), level);
+// Compresses into a per-thread buffer with a per-thread context, both reused:
+// ZSTD_compress would set up a fresh context for every frame, and a
+// std::string of ZSTD_compressBound bytes is zero-filled before zstd writes
+// it. The view is valid until the thread's next call; empty on error.
+std::string_view Compress(std::string_view plain, int level) {
+  struct Scratch {
+    ZSTD_CCtx* cctx = ZSTD_createCCtx();
+    std::unique_ptr<char[]> buf;
+    size_t cap = 0;
+    ~Scratch() { ZSTD_freeCCtx(cctx); }
+  };
+  thread_local Scratch s;
+  const size_t bound = ZSTD_compressBound(plain.size());
+  if (s.cap < bound) {
+    s.buf = std::make_unique_for_overwrite<char[]>(bound);
+    s.cap = bound;
+  }
+  if (s.cctx == nullptr) return {};
+  size_t n = ZSTD_compressCCtx(s.cctx, s.buf.get(), bound, plain.data(), plain.size(), level);
   if (ZSTD_isError(n)) return {};
-  z.resize(n);
-  return z;
+  return {s.buf.get(), n};
 }
 
 }  // namespace
@@ -40,11 +56,11 @@ void EncodeRecord(RecordKind kind, const std::vector<ChunkRef>& chunks, std::str
   h.kind = kind;
   h.n_chunks = static_cast<uint16_t>(chunks.size());
   h.plain_len = static_cast<uint32_t>(plain.size());
-  std::string z = zstd_level > 0 ? Compress(plain, zstd_level) : std::string();
+  std::string_view z = zstd_level > 0 ? Compress(plain, zstd_level) : std::string_view();
   // Keep the compressed form only when it saves at least 1/32: below that the
   // decompression cost on every read buys almost nothing.
   bool use_z = !z.empty() && z.size() + plain.size() / 32 < plain.size();
-  std::string_view payload = use_z ? std::string_view(z) : plain;
+  std::string_view payload = use_z ? z : plain;
   h.flags = use_z ? kRecordFlagZstd : 0;
   h.body_len = static_cast<uint32_t>(payload.size() + Aead::kOverhead);
   size_t start = out->size();
