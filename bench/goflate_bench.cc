@@ -27,8 +27,8 @@ std::string Generated() {
   std::mt19937_64 rng(7);
   std::string out;
   out.reserve(kInputSize);
-  const char* words[] = {"static ", "const ", "return ", "int ", "(void) ", "{\n", "}\n",
-                         "usr/lib/", ".so.1", "x86_64", "debian", "package "};
+  const char* words[] = {"static ", "const ",   "return ", "int ",   "(void) ", "{\n",
+                         "}\n",     "usr/lib/", ".so.1",   "x86_64", "debian",  "package "};
   while (out.size() < kInputSize) {
     if (rng() % 4 == 0) {
       for (int i = 0; i < 512; ++i) out.push_back(char(rng()));
