@@ -8,6 +8,7 @@
 // text-and-binary data so the benchmark always runs.
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
