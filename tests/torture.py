@@ -680,17 +680,19 @@ class Torture:
             raise Failure(f"coffer check --read-data: {out[-1000:]}")
         e.bump("check --read-data clean")
         listed = {s["id"]: s["set"] for s in json.loads(self.cf.ok(["--json", "snapshots"], "snapshots"))}
+        # Settle killed forgets first: their snapshots may be present or gone.
+        for sid, s in list(e.pending_forgets.items()):
+            if sid not in listed:  # the killed forget completed
+                e.forgotten[sid] = s
+                e.backups.pop(sid, None)
+                e.bump("killed forgets that completed")
+            del e.pending_forgets[sid]
         for sid, (s, _, _) in e.backups.items():
             if sid not in listed:
                 raise Failure(f"snapshot {s}@{sid} was reported saved and is gone")
         for sid, s in e.forgotten.items():
             if sid in listed:
                 raise Failure(f"snapshot {s}@{sid} was reported forgotten and is listed again")
-        for sid, s in list(e.pending_forgets.items()):
-            if sid not in listed:  # the killed forget completed
-                e.forgotten[sid] = s
-                e.backups.pop(sid, None)
-            del e.pending_forgets[sid]
         # A killed backup left nothing or one complete snapshot.
         known = set(e.backups) | set(e.forgotten)
         by_set = {}
