@@ -642,7 +642,11 @@ class Torture:
         with e.lock:
             if len(e.backups) < 3:
                 return True
-            sid = self.rng.choice(sorted(e.backups))
+            # Not one a killed forget may already have removed.
+            ids = sorted(set(e.backups) - set(e.pending_forgets))
+            if not ids:
+                return True
+            sid = self.rng.choice(ids)
             s = e.backups[sid][0]
             e.pending_forgets[sid] = s
         rc, out, err = self.cf.run(["--lock-wait", "60", "forget", f"{s}@{sid}"], f"forget {s}@{sid}")
