@@ -149,6 +149,17 @@ class Compressor {
   // one written: sends the bytes up to it, the last one zero padded.
   Status EndSegment(uint64_t end_bit);
 
+  // Search hints (goflate.h): record them while searching in full, or follow
+  // recorded ones. At most one of the two; before the first Write.
+  void RecordHints(std::string* out) {
+    if (mode_ == Mode::kDeflate && p_.fast_skip == kSkipNever) hints_out_ = out;
+  }
+  void FollowHints(std::string_view hints) {
+    hints_in_ = hints;
+    follow_ = true;
+  }
+  bool hints_valid() const { return hints_valid_; }
+
  private:
   enum class Mode { kStore, kHuffOnly, kFast, kDeflate };
   void EncodeFast();
@@ -163,6 +174,8 @@ class Compressor {
   template <bool kLazy>
   void EmitLiteral();
   bool FindMatch(int pos, int prev_head, int lookahead, int* length, int* offset);
+  void RecordHint(int searched, int win_step);
+  int FollowHint(int pos, int i, int min_index, int look, int best, int* offset);
   void RecordCheckpoint();
   void PrimeHashes();
   void InsertHash(int pos) {
@@ -202,6 +215,11 @@ class Compressor {
   uint64_t cp_last_ = 0;
   bool cp_due_ = false;
   bool prime_ = false;  // resumed: hash the history once its lookahead is in
+  // Search hints.
+  std::string* hints_out_ = nullptr;
+  std::string_view hints_in_;
+  bool follow_ = false;
+  bool hints_valid_ = true;  // false: a followed hint named no possible match
 };
 
 void Compressor::EncodeFast() {
@@ -411,19 +429,35 @@ bool Compressor::FindMatch(int pos, int prev_head, int lookahead, int* length, i
   const int nice = std::min(p_.nice, look);
   const uint8_t* win = window_.data();
   const int min_index = pos - kWindowSize;
+  // With hints, the walk stops after kGoFlateHintAfter candidates and the
+  // hint says where the rest of the chain holds a longer match, if anywhere.
+  const int limit = follow_ ? std::min(p_.chain, kGoFlateHintAfter) : p_.chain;
   int best = kMinMatch - 1;
   // A candidate can beat `best` only if bytes [best-3, best] match too; one
   // 32-bit compare rejects most candidates.
   uint32_t w_end = Load32(win + pos + best - 3);
-  bool found = false;
+  int win_step = -1, step = 0;
   int i = prev_head;
-  for (int tries = p_.chain; tries > 0; --tries) {
+  for (;; ++step) {
+    if (step == limit) {
+      if (step == p_.chain) break;  // the chain limit ended the walk
+      if (hints_in_.empty()) {      // past the segment's end: its output is discarded
+        follow_ = false;
+        return FindMatch(pos, prev_head, lookahead, length, offset);
+      }
+      const int n = FollowHint(pos, i, min_index, look, best, offset);
+      if (n > 0) {
+        *length = n;
+        return true;
+      }
+      break;
+    }
     if (Load32(win + i + best - 3) == w_end) {
       int n = MatchLen(win + i, win + pos, look);
       if (n > best && (n > kMinMatch || pos - i <= 4096)) {
         best = n;
         *offset = pos - i;
-        found = true;
+        win_step = step;
         if (n >= nice) break;
         w_end = Load32(win + pos + n - 3);
       }
@@ -432,8 +466,51 @@ bool Compressor::FindMatch(int pos, int prev_head, int lookahead, int* length, i
     i = int(hash_prev_[i & kWindowMask]) - hash_offset_;
     if (i < min_index || i < 0) break;
   }
-  if (found) *length = best;
-  return found;
+  if (hints_out_) RecordHint(step, win_step);
+  if (win_step >= 0) *length = best;
+  return win_step >= 0;
+}
+
+// A hint for each search that examined more than kGoFlateHintAfter
+// candidates: 0 if the winner (or no match) was decided among the first
+// kGoFlateHintAfter, else 1 + the winner's step beyond them; one byte below
+// 255, else 255 and the value in 16 bits little-endian (levels 8 and 9 walk
+// up to 4096 candidates).
+void Compressor::RecordHint(int searched, int win_step) {
+  if (searched < kGoFlateHintAfter || p_.chain <= kGoFlateHintAfter) return;
+  const int h = win_step < kGoFlateHintAfter ? 0 : win_step - kGoFlateHintAfter + 1;
+  if (h < 255) {
+    hints_out_->push_back(char(h));
+  } else {
+    hints_out_->push_back(char(255));
+    hints_out_->push_back(char(h & 0xff));
+    hints_out_->push_back(char(h >> 8));
+  }
+}
+
+// Follows the next hint from candidate `i` (step kGoFlateHintAfter): the
+// match length it names (its offset in *offset), or 0 if the best of the
+// first candidates stands. A hint that names no longer match within the
+// window marks the stream invalid; the digest check then fails.
+int Compressor::FollowHint(int pos, int i, int min_index, int look, int best, int* offset) {
+  int h = uint8_t(hints_in_[0]);
+  hints_in_.remove_prefix(1);
+  if (h == 255) {
+    if (hints_in_.size() < 2) return hints_valid_ = false, 0;
+    h = uint8_t(hints_in_[0]) | uint8_t(hints_in_[1]) << 8;
+    hints_in_.remove_prefix(2);
+  }
+  if (h == 0) return 0;
+  if (h > p_.chain - kGoFlateHintAfter) return hints_valid_ = false, 0;
+  for (int k = 1; k < h; ++k) {
+    if (i == min_index) return hints_valid_ = false, 0;
+    i = int(hash_prev_[i & kWindowMask]) - hash_offset_;
+    if (i < min_index || i < 0) return hints_valid_ = false, 0;
+  }
+  const int n = MatchLen(window_.data() + i, window_.data() + pos, look);
+  if (n <= best || !(n > kMinMatch || pos - i <= 4096)) return hints_valid_ = false, 0;
+  *offset = pos - i;
+  return n;
 }
 
 template <bool kLazy>
@@ -523,6 +600,7 @@ GoFlateWriter::~GoFlateWriter() = default;
 bool GoFlateWriter::IsSupportedLevel(int level) { return level >= -2 && level <= 9; }
 
 Status GoFlateWriter::Write(const uint8_t* data, size_t size) { return c_->Write(data, size); }
+void GoFlateWriter::RecordHints(std::string* out) { c_->RecordHints(out); }
 void GoFlateWriter::SetCheckpointObserver(uint64_t interval,
                                           std::function<void(const GoFlateCheckpoint&)> observer) {
   c_->SetCheckpointObserver(interval, std::move(observer));
@@ -573,7 +651,8 @@ Result<std::string> CompressAll(std::string_view data, int level) {
 }  // namespace
 
 Result<std::string> GoFlateSegment(int level, const GoFlateCheckpoint* from,
-                                   const GoFlateCheckpoint* to, std::string_view plain) {
+                                   const GoFlateCheckpoint* to, std::string_view plain,
+                                   std::string_view hints) {
   if (!GoFlateWriter::SupportsCheckpoints(level)) {
     return Status::InvalidArgument("goflate: level " + std::to_string(level) +
                                    " has no checkpoints");
@@ -588,6 +667,7 @@ Result<std::string> GoFlateSegment(int level, const GoFlateCheckpoint* from,
   if (start > plain.size()) return Status::InvalidArgument("goflate: segment history missing");
   const auto* p = reinterpret_cast<const uint8_t*>(plain.data());
   if (from) RETURN_IF_ERROR(c.Resume(*from, p, start));
+  if (!hints.empty()) c.FollowHints(hints);
   // Up to the end checkpoint plus the lookahead that made Go tokenize up to
   // it, and no further: then no block after it is written.
   uint64_t end = plain.size();
@@ -595,6 +675,7 @@ Result<std::string> GoFlateSegment(int level, const GoFlateCheckpoint* from,
   if (end < start) return Status::InvalidArgument("goflate: segment ends before it starts");
   RETURN_IF_ERROR(c.Write(p + start, end - start));
   RETURN_IF_ERROR(to ? c.EndSegment(to->bit_offset) : c.Close());
+  if (!c.hints_valid()) return Status::Corruption("goflate: a search hint names no match");
   return out;
 }
 

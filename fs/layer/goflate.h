@@ -58,6 +58,17 @@ struct GoFlateCheckpoint {
 // encoder only tokenizes a position with this much input ahead of it.
 inline constexpr uint64_t kGoFlateSegmentLookahead = 4 + 258 + 1;
 
+// Search hints (docs/layers.md, "Search hints"): most of the encoder's time
+// goes into walking hash chains of up to 128 candidates for the longest
+// match. An encoder that records hints writes one byte for every search that
+// examined more than kGoFlateHintAfter candidates: 0 when the result was
+// decided among the first kGoFlateHintAfter, else 1 + the winner's step
+// beyond them. An encoder following them examines at most kGoFlateHintAfter
+// candidates and jumps to the hinted one: same output, ~1/4 of the chain
+// walking, for hint bytes that compress to ~3-5 % of the DEFLATE stream.
+// Part of the recipe format: changing it changes what stored hints mean.
+inline constexpr int kGoFlateHintAfter = 8;
+
 // Streams one raw DEFLATE stream. Memory is bounded (~1 MiB) whatever the input
 // size. Not thread-safe; one writer per stream. The output does not depend on
 // how the input is split into Write calls (Go's does not either).
@@ -78,6 +89,10 @@ class GoFlateWriter {
   // checkpoints.
   void SetCheckpointObserver(uint64_t interval,
                              std::function<void(const GoFlateCheckpoint&)> observer);
+  // Before the first Write: append search hints to *out as the stream is
+  // encoded (the observer may take *out's contents at each checkpoint: the
+  // hints after it belong to the next segment). Levels with checkpoints only.
+  void RecordHints(std::string* out);
 
   chunkstore::Status Write(const uint8_t* data, size_t size);
   // Compresses what is buffered, ends the stream (Go ends it with an empty
@@ -117,9 +132,12 @@ class GoGzipWriter {
 // byte they share when a boundary is not byte aligned. `from` null: the
 // stream's start; `to` null: its end (Close). `plain` holds the input from
 // from.window_base (0 without `from`) to the end of the input, or at least to
-// to.plain_offset + kGoFlateSegmentLookahead. REQUIRES: SupportsCheckpoints.
+// to.plain_offset + kGoFlateSegmentLookahead. `hints`: the search hints
+// recorded for this segment (empty: search in full). Corruption when a hint
+// names no possible match. REQUIRES: SupportsCheckpoints.
 chunkstore::Result<std::string> GoFlateSegment(int level, const GoFlateCheckpoint* from,
-                                               const GoFlateCheckpoint* to, std::string_view plain);
+                                               const GoFlateCheckpoint* to, std::string_view plain,
+                                               std::string_view hints = {});
 
 // Whole-buffer convenience for tests and small blobs: gzip.NewWriterLevel +
 // Write + Close in Go. InvalidArgument for an unsupported level.

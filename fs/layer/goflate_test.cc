@@ -797,6 +797,7 @@ TEST(GoFlate, DISABLED_FilesFromEnvironment) {
 struct Checkpointed {
   std::string deflate;  // goflate's raw stream, made in one pass
   std::vector<GoFlateCheckpoint> cps;
+  std::vector<std::string> hints;  // search hints of each segment (cps.size() + 1)
 };
 
 Checkpointed WithCheckpoints(std::string_view data, int level, uint64_t interval) {
@@ -805,15 +806,24 @@ Checkpointed WithCheckpoints(std::string_view data, int level, uint64_t interval
     r.deflate.append(reinterpret_cast<const char*>(p), n);
     return Status::OK();
   });
-  w.SetCheckpointObserver(interval, [&r](const GoFlateCheckpoint& cp) { r.cps.push_back(cp); });
+  std::string hints;
+  w.SetCheckpointObserver(interval, [&r, &hints](const GoFlateCheckpoint& cp) {
+    r.cps.push_back(cp);
+    r.hints.push_back(std::move(hints));
+    hints.clear();
+  });
+  w.RecordHints(&hints);
   EXPECT_TRUE(w.Write(reinterpret_cast<const uint8_t*>(data.data()), data.size()).ok());
   EXPECT_TRUE(w.Close().ok());
+  r.hints.push_back(std::move(hints));
   return r;
 }
 
 // Segment i runs from checkpoint i-1 (or the start) to checkpoint i (or the
 // end), and sees only the input it is documented to need.
-std::string Stitch(std::string_view data, int level, const std::vector<GoFlateCheckpoint>& cps) {
+// With `hints`, each segment follows its own.
+std::string Stitch(std::string_view data, int level, const std::vector<GoFlateCheckpoint>& cps,
+                   const std::vector<std::string>* hints = nullptr) {
   std::string out;
   for (size_t i = 0; i <= cps.size(); ++i) {
     const GoFlateCheckpoint* from = i > 0 ? &cps[i - 1] : nullptr;
@@ -821,7 +831,8 @@ std::string Stitch(std::string_view data, int level, const std::vector<GoFlateCh
     uint64_t begin = from ? from->window_base : 0;
     uint64_t end = to ? std::min<uint64_t>(data.size(), to->plain_offset + kGoFlateSegmentLookahead)
                       : data.size();
-    auto seg = GoFlateSegment(level, from, to, data.substr(begin, end - begin));
+    auto seg = GoFlateSegment(level, from, to, data.substr(begin, end - begin),
+                              hints ? std::string_view((*hints)[i]) : std::string_view());
     if (!seg.ok()) {
       ADD_FAILURE() << "segment " << i << ": " << seg.status().ToString();
       return "";
@@ -851,13 +862,17 @@ size_t ExpectSegmentsMakeGoStream(std::string_view data, int level, uint64_t int
   std::string want = GoDeflateOf(data, level);
   Checkpointed c = WithCheckpoints(data, level, interval);
   EXPECT_EQ(c.deflate, want) << what << ": one-pass goflate differs from Go";
-  std::string got = Stitch(data, level, c.cps);
-  if (got != want) {
-    size_t i = 0;
-    while (i < got.size() && i < want.size() && got[i] == want[i]) ++i;
-    ADD_FAILURE() << what << " at level " << level << ", " << c.cps.size()
-                  << " checkpoints: stitched segments differ from Go at byte " << i << " of "
-                  << want.size() << " (got " << got.size() << ")";
+  EXPECT_EQ(c.hints.size(), c.cps.size() + 1);
+  for (bool with_hints : {false, true}) {
+    std::string got = Stitch(data, level, c.cps, with_hints ? &c.hints : nullptr);
+    if (got != want) {
+      size_t i = 0;
+      while (i < got.size() && i < want.size() && got[i] == want[i]) ++i;
+      ADD_FAILURE() << what << " at level " << level << ", " << c.cps.size()
+                    << " checkpoints" << (with_hints ? ", following hints" : "")
+                    << ": stitched segments differ from Go at byte " << i << " of "
+                    << want.size() << " (got " << got.size() << ")";
+    }
   }
   size_t pending = 0;
   for (const auto& cp : c.cps) pending += cp.byte_pending;
@@ -934,6 +949,60 @@ TEST(GoFlateCheckpoints, WrongCheckpointIsAnError) {
   GoFlateCheckpoint to = c.cps[1];
   to.bit_offset += 1;
   EXPECT_FALSE(GoFlateSegment(6, &c.cps[0], &to, data.substr(c.cps[0].window_base)).ok());
+}
+
+// Search hints: following them gives the full search's stream, and a hint
+// that is wrong gives a different one or an error, never silently the same
+// stream from wrong decisions.
+TEST(GoFlateHints, HintedSegmentsEqualFullSearch) {
+  std::string data = Text(2000000, 41) + Mixed(1500000, 42);
+  for (int level : {4, 6, 9}) {
+    Checkpointed c = WithCheckpoints(data, level, 1 << 20);
+    ASSERT_GE(c.cps.size(), 2u) << level;
+    size_t hint_bytes = 0, nonzero = 0;
+    for (const auto& h : c.hints) {
+      hint_bytes += h.size();
+      for (char b : h) nonzero += b != 0;
+    }
+    EXPECT_GT(nonzero, 100u) << level;  // the jumps past the first candidates are exercised
+    EXPECT_LT(hint_bytes, data.size() / 4) << level;
+    EXPECT_EQ(Stitch(data, level, c.cps, &c.hints), c.deflate) << level;
+  }
+}
+
+TEST(GoFlateHints, NoCheckpointsOneSegment) {
+  std::string data = Text(700000, 43);
+  Checkpointed c = WithCheckpoints(data, 6, 1 << 30);
+  ASSERT_TRUE(c.cps.empty());
+  ASSERT_EQ(c.hints.size(), 1u);
+  auto seg = GoFlateSegment(6, nullptr, nullptr, data, c.hints[0]);
+  ASSERT_TRUE(seg.ok()) << seg.status().ToString();
+  EXPECT_EQ(*seg, c.deflate);
+}
+
+TEST(GoFlateHints, WrongHintsChangeTheStream) {
+  std::string data = Text(900000, 44);
+  Checkpointed c = WithCheckpoints(data, 6, 1 << 30);
+  ASSERT_EQ(c.hints.size(), 1u);
+  const std::string& h = c.hints[0];
+  // A changed hint is an error or another stream (the digest check rejects
+  // it), unless the lazy matcher discarded that search's result anyway.
+  std::mt19937_64 rng(45);
+  int changed = 0;
+  const int kTrials = 60;
+  for (int trial = 0; trial < kTrials; ++trial) {
+    std::string bad = h;
+    size_t at = rng() % bad.size();
+    while (uint8_t(bad[at]) == 255) at = rng() % bad.size();
+    bad[at] = bad[at] == 0 ? char(1 + rng() % 100) : 0;
+    auto seg = GoFlateSegment(6, nullptr, nullptr, data, bad);
+    changed += !seg.ok() || *seg != c.deflate;
+  }
+  EXPECT_GT(changed, kTrials * 3 / 4);
+  // Too few hints: the searches after them run in full, and still agree.
+  auto seg = GoFlateSegment(6, nullptr, nullptr, data, std::string_view(h).substr(0, h.size() / 2));
+  ASSERT_TRUE(seg.ok());
+  EXPECT_EQ(*seg, c.deflate);
 }
 
 }  // namespace
