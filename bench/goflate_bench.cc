@@ -14,6 +14,9 @@
 #include <cstdlib>
 #include <random>
 #include <string>
+#include <vector>
+
+#include <zstd.h>
 
 #include "goflate.h"
 
@@ -76,6 +79,68 @@ void BM_GoFlateDefault(benchmark::State& state) {
   state.counters["ratio"] = benchmark::Counter(double(out_bytes) / double(in.size()));
 }
 BENCHMARK(BM_GoFlateDefault)->Unit(benchmark::kMillisecond);
+
+// What a pull of a re-stored layer runs: the stream re-created segment by
+// segment from checkpoints 4 MiB apart, without and with the search hints
+// recorded at ingestion (arg 1). "hint_ratio": hint bytes after zstd -19
+// per DEFLATE byte.
+struct Recorded {
+  std::vector<GoFlateCheckpoint> cps;
+  std::vector<std::string> hints;
+  size_t deflate_bytes = 0;
+};
+
+const Recorded& RecordedInput() {
+  static const Recorded* r = [] {
+    auto* rec = new Recorded;
+    const std::string& in = Input();
+    std::string cur;
+    GoFlateWriter w(-1, [rec](const uint8_t*, size_t n) {
+      rec->deflate_bytes += n;
+      return chunkstore::Status::OK();
+    });
+    w.SetCheckpointObserver(4 << 20, [rec, &cur](const GoFlateCheckpoint& cp) {
+      rec->cps.push_back(cp);
+      rec->hints.push_back(std::move(cur));
+      cur.clear();
+    });
+    w.RecordHints(&cur);
+    if (!w.Write(reinterpret_cast<const uint8_t*>(in.data()), in.size()).ok() ||
+        !w.Close().ok())
+      abort();
+    rec->hints.push_back(std::move(cur));
+    return rec;
+  }();
+  return *r;
+}
+
+void BM_GoFlateSegments(benchmark::State& state) {
+  const std::string& in = Input();
+  const Recorded& rec = RecordedInput();
+  const bool hinted = state.range(0) != 0;
+  for (auto _ : state) {
+    for (size_t i = 0; i <= rec.cps.size(); ++i) {
+      const GoFlateCheckpoint* from = i > 0 ? &rec.cps[i - 1] : nullptr;
+      const GoFlateCheckpoint* to = i < rec.cps.size() ? &rec.cps[i] : nullptr;
+      const uint64_t begin = from ? from->window_base : 0;
+      const uint64_t end =
+          to ? std::min<uint64_t>(in.size(), to->plain_offset + kGoFlateSegmentLookahead)
+             : in.size();
+      auto seg = GoFlateSegment(-1, from, to, std::string_view(in).substr(begin, end - begin),
+                                hinted ? std::string_view(rec.hints[i]) : std::string_view());
+      if (!seg.ok()) abort();
+      benchmark::DoNotOptimize(seg->data());
+    }
+  }
+  size_t z = 0;
+  for (const std::string& h : rec.hints) {
+    std::string buf(ZSTD_compressBound(h.size()), '\0');
+    z += ZSTD_compress(buf.data(), buf.size(), h.data(), h.size(), 19);
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * in.size()));
+  state.counters["hint_ratio"] = benchmark::Counter(double(z) / double(rec.deflate_bytes));
+}
+BENCHMARK(BM_GoFlateSegments)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond);
 
 }  // namespace
 }  // namespace cofferlayer
