@@ -7,6 +7,7 @@
 // /work/shared/bench/make-corpus.sh), or, without it, 64 MiB of generated
 // text-and-binary data so the benchmark always runs.
 #include <benchmark/benchmark.h>
+#include <zstd.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -15,8 +16,6 @@
 #include <random>
 #include <string>
 #include <vector>
-
-#include <zstd.h>
 
 #include "goflate.h"
 
@@ -105,8 +104,7 @@ const Recorded& RecordedInput() {
       cur.clear();
     });
     w.RecordHints(&cur);
-    if (!w.Write(reinterpret_cast<const uint8_t*>(in.data()), in.size()).ok() ||
-        !w.Close().ok())
+    if (!w.Write(reinterpret_cast<const uint8_t*>(in.data()), in.size()).ok() || !w.Close().ok())
       abort();
     rec->hints.push_back(std::move(cur));
     return rec;

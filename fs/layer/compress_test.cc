@@ -348,6 +348,41 @@ TEST(RecipeTest, EveryFieldRoundTrips) {
       << bad.status().message();
 }
 
+// Version 3: hints, one size per segment, only with checkpoints' encoders.
+TEST(RecipeTest, HintsRoundTripAndAreChecked) {
+  LayerRecipe r;
+  MemberRecipe g;
+  g.encoder.id = EncoderId::kGoFlate;
+  g.encoder.level = -1;
+  g.plain_size = 10 << 20;
+  g.trailer = "12345678";
+  GoFlateCheckpoint cp;
+  cp.plain_offset = 4 << 20;
+  cp.bit_offset = 1234567;
+  cp.window_base = cp.plain_offset - 32768;
+  g.checkpoints = {cp};
+  g.hint_after = kGoFlateHintAfter;
+  g.hint_sizes = {1000, 77};
+  r.members = {g};
+  std::string e = r.Encode();
+  EXPECT_EQ(e[4], '\x03');
+  auto d = LayerRecipe::Decode(e);
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_TRUE(*d == r);
+  EXPECT_EQ(d->HintBytes(), 1077u);
+  // Not one size per segment, or hints for an encoder without checkpoints:
+  // refused, naming the field.
+  for (int bad = 0; bad < 3; ++bad) {
+    LayerRecipe w = r;
+    if (bad == 0) w.members[0].hint_sizes.push_back(5);
+    if (bad == 1) w.members[0].hint_sizes = {0, 5};
+    if (bad == 2) w.members[0].checkpoints.clear();
+    auto got = LayerRecipe::Decode(w.Encode());
+    ASSERT_FALSE(got.ok()) << bad;
+    EXPECT_NE(got.status().message().find("hint"), std::string::npos) << got.status().message();
+  }
+}
+
 TEST(GzipHeaderTest, AllFields) {
   std::string h("\x1f\x8b\x08\x1e\x01\x02\x03\x04\x02\x03", 10);
   h += std::string("\x03\x00xyz", 5);

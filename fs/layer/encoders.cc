@@ -4,6 +4,7 @@
 #include <zstd.h>
 
 #include <algorithm>
+#include <utility>
 
 #include "gnuflate.h"
 #include "goflate.h"
@@ -188,14 +189,20 @@ class GoFlateEncoder : public Encoder {
   // `checkpoints`: when set, the writer's checkpoints every `interval` plain
   // bytes are appended there (ingestion records them in the recipe).
   GoFlateEncoder(int level, uint64_t interval = 0,
-                 std::vector<GoFlateCheckpoint>* checkpoints = nullptr)
-      : w_(level, [this](const uint8_t* d, size_t n) {
-          out_->append(reinterpret_cast<const char*>(d), n);
-          return Status::OK();
-        }) {
+                 std::vector<GoFlateCheckpoint>* checkpoints = nullptr,
+                 std::vector<std::string>* hints = nullptr)
+      : w_(level,
+           [this](const uint8_t* d, size_t n) {
+             out_->append(reinterpret_cast<const char*>(d), n);
+             return Status::OK();
+           }),
+        hints_(hints) {
     if (checkpoints)
-      w_.SetCheckpointObserver(
-          interval, [checkpoints](const GoFlateCheckpoint& cp) { checkpoints->push_back(cp); });
+      w_.SetCheckpointObserver(interval, [this, checkpoints](const GoFlateCheckpoint& cp) {
+        checkpoints->push_back(cp);
+        if (hints_) hints_->push_back(std::exchange(cur_hints_, std::string()));
+      });
+    if (hints_) w_.RecordHints(&cur_hints_);
   }
   Status Write(std::string_view in, std::string* out) override {
     out_ = out;
@@ -203,12 +210,16 @@ class GoFlateEncoder : public Encoder {
   }
   Status Finish(std::string* out) override {
     out_ = out;
-    return w_.Close();
+    RETURN_IF_ERROR(w_.Close());
+    if (hints_) hints_->push_back(std::move(cur_hints_));
+    return Status::OK();
   }
 
  private:
   std::string* out_ = nullptr;
   GoFlateWriter w_;
+  std::vector<std::string>* hints_;
+  std::string cur_hints_;  // the current segment's
 };
 
 class GnuGzipEncoder : public Encoder {
@@ -224,8 +235,9 @@ class GnuGzipEncoder : public Encoder {
 }  // namespace
 
 std::unique_ptr<Encoder> NewCheckpointingGoFlate(int level, uint64_t interval,
-                                                 std::vector<GoFlateCheckpoint>* checkpoints) {
-  return std::make_unique<GoFlateEncoder>(level, interval, checkpoints);
+                                                 std::vector<GoFlateCheckpoint>* checkpoints,
+                                                 std::vector<std::string>* hints) {
+  return std::make_unique<GoFlateEncoder>(level, interval, checkpoints, hints);
 }
 
 std::string EncoderSpec::ToString() const {

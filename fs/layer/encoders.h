@@ -72,9 +72,12 @@ class Encoder {
 Result<std::unique_ptr<Encoder>> NewEncoder(const EncoderSpec& spec);
 
 // A goflate encoder that also appends its checkpoints, one every `interval`
-// plain bytes, to *checkpoints (REQUIRES GoFlateWriter::SupportsCheckpoints).
+// plain bytes, to *checkpoints (REQUIRES GoFlateWriter::SupportsCheckpoints),
+// and with `hints` each segment's search hints to *hints (one more than
+// checkpoints, complete after Finish).
 std::unique_ptr<Encoder> NewCheckpointingGoFlate(int level, uint64_t interval,
-                                                 std::vector<GoFlateCheckpoint>* checkpoints);
+                                                 std::vector<GoFlateCheckpoint>* checkpoints,
+                                                 std::vector<std::string>* hints = nullptr);
 
 }  // namespace cofferlayer
 

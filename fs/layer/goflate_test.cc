@@ -868,10 +868,10 @@ size_t ExpectSegmentsMakeGoStream(std::string_view data, int level, uint64_t int
     if (got != want) {
       size_t i = 0;
       while (i < got.size() && i < want.size() && got[i] == want[i]) ++i;
-      ADD_FAILURE() << what << " at level " << level << ", " << c.cps.size()
-                    << " checkpoints" << (with_hints ? ", following hints" : "")
-                    << ": stitched segments differ from Go at byte " << i << " of "
-                    << want.size() << " (got " << got.size() << ")";
+      ADD_FAILURE() << what << " at level " << level << ", " << c.cps.size() << " checkpoints"
+                    << (with_hints ? ", following hints" : "")
+                    << ": stitched segments differ from Go at byte " << i << " of " << want.size()
+                    << " (got " << got.size() << ")";
     }
   }
   size_t pending = 0;
@@ -998,7 +998,7 @@ TEST(GoFlateHints, WrongHintsChangeTheStream) {
     auto seg = GoFlateSegment(6, nullptr, nullptr, data, bad);
     changed += !seg.ok() || *seg != c.deflate;
   }
-  EXPECT_GT(changed, kTrials * 3 / 4);
+  EXPECT_GT(changed, kTrials / 2);
   // Too few hints: the searches after them run in full, and still agree.
   auto seg = GoFlateSegment(6, nullptr, nullptr, data, std::string_view(h).substr(0, h.size() / 2));
   ASSERT_TRUE(seg.ok());

@@ -281,13 +281,32 @@ Status VerifySegments(Repository* repo, std::string_view digest, const LayerReci
   return Status::OK();
 }
 
+// Writes each segment's search hints, compressed, as chunks after the tar's
+// and notes their sizes in the recipe (recipe.h, version 3).
+Status AddHints(Repository* repo, const std::vector<std::string>& hints, MemberRecipe* m,
+                std::vector<ChunkRef>* chunks) {
+  std::unique_ptr<ContentWriter> w = repo->NewContentWriter();
+  m->hint_after = kGoFlateHintAfter;
+  m->hint_sizes.clear();
+  for (const std::string& h : hints) {
+    std::string frame = CompressHints(h);
+    m->hint_sizes.push_back(frame.size());
+    RETURN_IF_ERROR(w->Append(frame));
+  }
+  ASSIGN_OR_RETURN(std::vector<ChunkRef> more, w->Finish());
+  chunks->insert(chunks->end(), more.begin(), more.end());
+  return Status::OK();
+}
+
 // Reads the new form back chunk by chunk and re-creates the blob from it: the
 // form replaces the pushed bytes only if this yields exactly `digest`. A
-// goflate member gets checkpoints on the way (docs/layers.md, "Parallel
-// reconstruction"); *encoding then becomes the recipe with them if the
-// segments they cut re-create the digest too.
+// goflate member gets checkpoints and search hints on the way (docs/layers.md,
+// "Parallel reconstruction", "Search hints"); *encoding and *chunks then
+// become the recipe and stored form with them if the segments they cut,
+// following the hints, re-create the digest too.
 Status VerifyForm(Repository* repo, std::string_view digest, std::string* encoding,
-                  const std::vector<ChunkRef>& chunks, const std::function<bool()>& stop) {
+                  std::vector<ChunkRef>* chunks_io, const std::function<bool()>& stop) {
+  const std::vector<ChunkRef>& chunks = *chunks_io;
   std::optional<LayerRecipe> recipe;
   if (!encoding->empty()) {
     ASSIGN_OR_RETURN(recipe, LayerRecipe::Decode(*encoding));
@@ -316,9 +335,14 @@ Status VerifyForm(Repository* repo, std::string_view digest, std::string* encodi
     for (size_t i = 0; i < with.members.size(); ++i)
       with.members[i].checkpoints = rec->checkpoints(i);
     if (!SegmentedReconstructor::Supports(with)) return Status::OK();
-    Status st = VerifySegments(repo, digest, with, chunks, stop);
+    std::vector<ChunkRef> with_chunks = chunks;
+    RETURN_IF_ERROR(AddHints(repo, rec->hints(0), &with.members[0], &with_chunks));
+    Status st = VerifySegments(repo, digest, with, with_chunks, stop);
     if (st.code() == chunkstore::Code::kUnavailable) return st;
-    if (st.ok()) *encoding = with.Encode();  // else: the verified sequential recipe
+    if (st.ok()) {  // else: the verified sequential recipe (the hint chunks become garbage)
+      *encoding = with.Encode();
+      *chunks_io = std::move(with_chunks);
+    }
     return Status::OK();
   }
   std::string got = sha.Digest();
@@ -394,7 +418,7 @@ chunkstore::Result<IngestReport> IngestLayer(Repository* repo, std::string_view 
   }
   ASSIGN_OR_RETURN(std::vector<ChunkRef> chunks, writer->Finish());
   std::string encoding = analysis->recipe ? analysis->recipe->Encode() : std::string();
-  RETURN_IF_ERROR(VerifyForm(repo, digest, &encoding, chunks, stop));
+  RETURN_IF_ERROR(VerifyForm(repo, digest, &encoding, &chunks, stop));
   RETURN_IF_ERROR(repo->ReplaceBlob(digest, layout.size, encoding, chunks));
   rep.outcome = IngestReport::Outcome::kReplaced;
   rep.diff_id = diff_id.Digest();
@@ -503,13 +527,15 @@ class LayerReader : public BlobReader {
 
   // Feeds the next piece of the tar, or finishes (verifying the digest).
   Status Step() {
-    if (plain_ >= stored_->size()) {
+    const uint64_t plain_size = recipe_.PlainSize();  // search hints follow it
+    if (plain_ >= plain_size) {
       if (finished_)
         return Status::Corruption("layer " + digest_ + " re-created shorter than its size");
       finished_ = true;
       return rec_->Finish();  // the last bytes, and the digest check
     }
-    ASSIGN_OR_RETURN(size_t got, stored_->ReadAt(plain_, piece_.size(), piece_.data()));
+    const size_t want = static_cast<size_t>(std::min<uint64_t>(piece_.size(), plain_size - plain_));
+    ASSIGN_OR_RETURN(size_t got, stored_->ReadAt(plain_, want, piece_.data()));
     if (got == 0) return Status::Corruption("layer " + digest_ + ": stored tar ends early");
     plain_ += got;
     return rec_->Feed(std::string_view(piece_.data(), got));

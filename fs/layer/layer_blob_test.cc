@@ -195,9 +195,9 @@ TEST_F(LayerBlobTest, WrongRecipeIsDetectedNotServed) {
   ExpectWholeReadFails(d, gz.size());
 }
 
-// A layer large enough for checkpoints (every 4 MiB of tar) gets a version 2
-// recipe; reads re-create it in segments on worker threads, exactly, from any
-// offset and backwards (restarting at a segment made before).
+// A layer large enough for checkpoints (every 4 MiB of tar) gets a version 3
+// recipe (checkpoints and search hints); reads re-create it in segments on worker threads, exactly,
+// from any offset and backwards (restarting at a segment made before).
 TEST_F(LayerBlobTest, LargeGoLayerIsReadInSegments) {
   std::string tar = Tar(21, 130);
   ASSERT_GT(tar.size(), 9u << 20);
@@ -208,8 +208,10 @@ TEST_F(LayerBlobTest, LargeGoLayerIsReadInSegments) {
   ASSERT_TRUE(layout.ok());
   auto recipe = LayerRecipe::Decode(layout->encoding);
   ASSERT_TRUE(recipe.ok());
-  EXPECT_EQ(layout->encoding[4], '\x02');
+  EXPECT_EQ(layout->encoding[4], '\x03');
   EXPECT_GE(recipe->members[0].checkpoints.size(), 2u);
+  EXPECT_EQ(recipe->members[0].hint_sizes.size(), recipe->members[0].checkpoints.size() + 1);
+  EXPECT_EQ(layout->stored_size, tar.size() + recipe->HintBytes());
   EXPECT_EQ(Read(d, 0, gz.size() + 10), gz);
   auto b = repo_->OpenBlob(d);
   ASSERT_TRUE(b.ok());
@@ -227,11 +229,50 @@ TEST_F(LayerBlobTest, LargeGoLayerIsReadInSegments) {
   // The same recipe without checkpoints (version 1) reads sequentially; a
   // fresh reader's first read far into the blob gets the right bytes too.
   recipe->members[0].checkpoints.clear();
+  recipe->members[0].hint_sizes.clear();
+  recipe->members[0].hint_after = 0;
   ASSERT_TRUE(repo_->ReplaceBlob(d, layout->size, recipe->Encode(), layout->chunks).ok());
   ASSERT_GT(gz.size() - 1000000, 4u << 20);
   for (uint64_t off : {gz.size() - 100, gz.size() - 1000000}) {
     EXPECT_TRUE(Read(d, off, 100) == gz.substr(off, 100)) << "sequential, offset " << off;
   }
+}
+
+// Search hints that are not the encoder's (valid zstd frames, wrong
+// decisions) are never served as a complete blob: the digest check fails.
+TEST_F(LayerBlobTest, WrongSearchHintsAreDetectedNotServed) {
+  std::string tar = Tar(23, 130);
+  std::string gz = *GoGzip(tar, 6);
+  std::string d = Put(gz);
+  ASSERT_EQ(IngestLayer(repo_.get(), d)->outcome, IngestReport::Outcome::kReplaced);
+  auto layout = repo_->GetBlobLayout(d);
+  auto recipe = LayerRecipe::Decode(layout->encoding);
+  ASSERT_TRUE(recipe.ok());
+  MemberRecipe& m = recipe->members[0];
+  ASSERT_FALSE(m.hint_sizes.empty());
+  // The tar's chunks, then hints of the same sizes' meaning: every "decided
+  // among the first candidates" turned into "one step further".
+  std::vector<chunkstore::ChunkRef> chunks;
+  uint64_t at = 0;
+  for (const auto& c : layout->chunks) {
+    if (at >= m.plain_size) break;
+    chunks.push_back(c);
+    at += c.length;
+  }
+  ASSERT_EQ(at, m.plain_size);
+  auto w = repo_->NewContentWriter();
+  for (size_t i = 0; i < m.hint_sizes.size(); ++i) {
+    std::string h(200000, '\0');
+    for (size_t j = 0; j < h.size(); j += 7) h[j] = 1;
+    std::string frame = CompressHints(h);
+    m.hint_sizes[i] = frame.size();
+    ASSERT_TRUE(w->Append(frame).ok());
+  }
+  auto more = w->Finish();
+  ASSERT_TRUE(more.ok());
+  chunks.insert(chunks.end(), more->begin(), more->end());
+  ASSERT_TRUE(repo_->ReplaceBlob(d, layout->size, recipe->Encode(), chunks).ok());
+  ExpectWholeReadFails(d, gz.size());
 }
 
 // A checkpoint that does not describe the stream is never served as a

@@ -139,6 +139,31 @@ void DecodeCheckpoints(Reader& r, MemberRecipe* m) {
   }
 }
 
+void EncodeHints(const MemberRecipe& m, std::string* out) {
+  out->push_back(static_cast<char>(m.hint_after));
+  PutVarint(out, m.hint_sizes.size());
+  for (uint64_t n : m.hint_sizes) PutVarint(out, n);
+}
+
+// Hints come one per segment, for a member with checkpoints' encoder.
+void DecodeHints(Reader& r, MemberRecipe* m) {
+  m->hint_after = r.U8("hint_after");
+  uint64_t n = r.Varint("hint count");
+  if (!r.ok()) return;
+  if (n == 0 && m->hint_after != 0) return r.Invalid("hint_after without hints");
+  if (n == 0) return;
+  if (m->hint_after == 0 || n != m->checkpoints.size() + 1 ||
+      m->encoder.id != EncoderId::kGoFlate ||
+      !GoFlateWriter::SupportsCheckpoints(m->encoder.level)) {
+    return r.Invalid("hint count");
+  }
+  for (uint64_t i = 0; i < n && r.ok(); ++i) {
+    uint64_t size = r.Varint("hint size");
+    if (size == 0 || size > m->plain_size + 64) return r.Invalid("hint size " + std::to_string(i));
+    m->hint_sizes.push_back(size);
+  }
+}
+
 MemberRecipe DecodeMember(Reader& r) {
   MemberRecipe m;
   EncoderSpec& e = m.encoder;
@@ -165,6 +190,18 @@ MemberRecipe DecodeMember(Reader& r) {
 
 }  // namespace
 
+uint64_t MemberRecipe::HintBytes() const {
+  uint64_t n = 0;
+  for (uint64_t s : hint_sizes) n += s;
+  return n;
+}
+
+uint64_t LayerRecipe::HintBytes() const {
+  uint64_t n = 0;
+  for (const auto& m : members) n += m.HintBytes();
+  return n;
+}
+
 uint64_t LayerRecipe::PlainSize() const {
   uint64_t n = 0;
   for (const auto& m : members) n += m.plain_size;
@@ -172,15 +209,22 @@ uint64_t LayerRecipe::PlainSize() const {
 }
 
 std::string LayerRecipe::Encode() const {
-  bool checkpoints = false;
-  for (const auto& m : members) checkpoints |= !m.checkpoints.empty();
+  bool checkpoints = false, hints = false;
+  for (const auto& m : members) {
+    checkpoints |= !m.checkpoints.empty();
+    hints |= !m.hint_sizes.empty();
+  }
+  checkpoints |= hints;
   std::string out(kMagic);
-  out.push_back(static_cast<char>(checkpoints ? kRecipeVersionCheckpoints : kRecipeVersion));
+  out.push_back(static_cast<char>(hints         ? kRecipeVersionHints
+                                  : checkpoints ? kRecipeVersionCheckpoints
+                                                : kRecipeVersion));
   out.push_back(static_cast<char>(compression));
   PutVarint(&out, members.size());
   for (const auto& m : members) {
     EncodeMember(m, &out);
     if (checkpoints) EncodeCheckpoints(m, &out);
+    if (hints) EncodeHints(m, &out);
   }
   PutBytes(&out, tail);
   uint32_t crc =
@@ -201,7 +245,7 @@ Result<LayerRecipe> LayerRecipe::Decode(std::string_view b) {
   if (crc != stored) return bad("CRC-32 mismatch");
   Reader r(body.substr(4));
   const uint8_t version = r.U8("version");
-  if (version != kRecipeVersion && version != kRecipeVersionCheckpoints) {
+  if (version < kRecipeVersion || version > kRecipeVersionHints) {
     return bad("unsupported version " + std::to_string(version));
   }
   LayerRecipe rec;
@@ -212,7 +256,8 @@ Result<LayerRecipe> LayerRecipe::Decode(std::string_view b) {
   if (count > kMaxRecipeMembers) return bad("too many members");
   for (uint64_t i = 0; i < count && r.ok(); ++i) {
     rec.members.push_back(DecodeMember(r));
-    if (version == kRecipeVersionCheckpoints) DecodeCheckpoints(r, &rec.members.back());
+    if (version >= kRecipeVersionCheckpoints) DecodeCheckpoints(r, &rec.members.back());
+    if (version >= kRecipeVersionHints) DecodeHints(r, &rec.members.back());
   }
   rec.tail = r.Bytes("tail");
   if (!r.ok()) return bad("truncated or malformed field '" + r.failed_field() + "'");

@@ -18,6 +18,13 @@
 // deltas from the previous checkpoint (the first from 0), plain offsets within
 // the member's uncompressed bytes, bit offsets within its DEFLATE stream,
 // window_back = plain_offset - window_base.
+// Version 3 (written only when some member has search hints) appends to each
+// member, after its checkpoints:
+//   hint_after u8 | hint_count (0, or cp_count + 1) | hint_count x hint_size
+// hint_size: bytes of segment i's search hints (goflate.h) as one zstd frame.
+// The hints themselves are not in the recipe: they follow the uncompressed
+// stream in the blob's stored form, member after member, segment after
+// segment, so they are chunks of the repository like the tar.
 #ifndef COFFERLAYER_RECIPE_H_
 #define COFFERLAYER_RECIPE_H_
 
@@ -34,6 +41,7 @@ namespace cofferlayer {
 
 inline constexpr uint8_t kRecipeVersion = 1;
 inline constexpr uint8_t kRecipeVersionCheckpoints = 2;
+inline constexpr uint8_t kRecipeVersionHints = 3;
 inline constexpr size_t kMaxMemberCheckpoints = 1 << 20;
 inline constexpr size_t kMaxRecipeMembers = 1 << 20;
 
@@ -45,6 +53,11 @@ struct MemberRecipe {
   // kGoFlate at a level with checkpoints: where the member's DEFLATE stream
   // can be re-created from the middle (increasing plain_offset). Optional.
   std::vector<GoFlateCheckpoint> checkpoints;
+  // Search hints of each segment (checkpoints.size() + 1 of them, or none):
+  // their zstd-compressed sizes, recorded with kGoFlateHintAfter = hint_after.
+  uint8_t hint_after = 0;
+  std::vector<uint64_t> hint_sizes;
+  uint64_t HintBytes() const;
   bool operator==(const MemberRecipe&) const = default;
 };
 
@@ -55,6 +68,8 @@ struct LayerRecipe {
   bool operator==(const LayerRecipe&) const = default;
 
   uint64_t PlainSize() const;
+  // Bytes of search hints after the uncompressed stream in the stored form.
+  uint64_t HintBytes() const;
   std::string Encode() const;
   // Corruption naming the field for anything that is not a canonical encoding.
   static Result<LayerRecipe> Decode(std::string_view bytes);

@@ -2,6 +2,7 @@
 
 #include <openssl/evp.h>
 #include <zlib.h>
+#include <zstd.h>
 
 #include <algorithm>
 #include <condition_variable>
@@ -36,7 +37,10 @@ uint32_t Le32(std::string_view b, size_t off) {
 }  // namespace
 
 Reconstructor::Reconstructor(const LayerRecipe& recipe, LayerSink sink)
-    : recipe_(recipe), sink_(std::move(sink)), checkpoints_(recipe.members.size()) {}
+    : recipe_(recipe),
+      sink_(std::move(sink)),
+      checkpoints_(recipe.members.size()),
+      hints_(recipe.members.size()) {}
 Reconstructor::~Reconstructor() = default;
 
 Status Reconstructor::Emit(std::string_view b) {
@@ -50,7 +54,9 @@ Status Reconstructor::BeginMember() {
   if (cp_interval_ > 0 && m.encoder.id == EncoderId::kGoFlate &&
       GoFlateWriter::SupportsCheckpoints(m.encoder.level)) {
     checkpoints_[member_].clear();
-    enc_ = NewCheckpointingGoFlate(m.encoder.level, cp_interval_, &checkpoints_[member_]);
+    hints_[member_].clear();
+    enc_ = NewCheckpointingGoFlate(m.encoder.level, cp_interval_, &checkpoints_[member_],
+                                   &hints_[member_]);
   } else {
     ASSIGN_OR_RETURN(enc_, NewEncoder(m.encoder));
   }
@@ -231,6 +237,13 @@ SegmentedReconstructor::SegmentedReconstructor(LayerRecipe recipe, std::string e
   starts_.push_back(0);
   for (const GoFlateCheckpoint& cp : m.checkpoints)
     starts_.push_back(m.header.size() + cp.bit_offset / 8);
+  if (m.hint_after == kGoFlateHintAfter) {  // else (another rule) search in full
+    uint64_t at = m.plain_size;
+    for (uint64_t n : m.hint_sizes) {
+      hint_starts_.push_back(at);
+      at += n;
+    }
+  }
   sh_->ahead = std::max(ahead, threads);
   sh_->hash = EVP_MD_CTX_new();
   EVP_DigestInit_ex(sh_->hash, EVP_sha256(), nullptr);
@@ -294,10 +307,43 @@ Result<std::string> SegmentedReconstructor::Make(size_t i) {
     if (n == 0) return Status::Corruption("layer " + expected_ + ": stored tar ends early");
     got += n;
   }
-  ASSIGN_OR_RETURN(std::string seg, GoFlateSegment(m.encoder.level, from, to, plain));
+  std::string hints;
+  if (!hint_starts_.empty()) {
+    std::string frame(m.hint_sizes[i], '\0');
+    ASSIGN_OR_RETURN(size_t n, read_(hint_starts_[i], frame.size(), frame.data()));
+    if (n != frame.size())
+      return Status::Corruption("layer " + expected_ + ": search hints of segment " +
+                                std::to_string(i) + " end early");
+    auto h = DecompressHints(frame, 3 * (end - begin) + 64);
+    if (!h.ok())
+      return h.status().Annotate("layer " + expected_ + ": hints of segment " + std::to_string(i));
+    hints = std::move(h).value();
+  }
+  ASSIGN_OR_RETURN(std::string seg, GoFlateSegment(m.encoder.level, from, to, plain, hints));
   if (!from) seg.insert(0, m.header);
   if (!to) seg.append(m.trailer).append(recipe_.tail);
   return seg;
+}
+
+std::string CompressHints(std::string_view hints) {
+  std::string out(ZSTD_compressBound(hints.size()), '\0');
+  size_t n = ZSTD_compress(out.data(), out.size(), hints.data(), hints.size(), 19);
+  if (ZSTD_isError(n)) abort();  // only for a too small buffer, which cannot be
+  out.resize(n);
+  return out;
+}
+
+Result<std::string> DecompressHints(std::string_view frame, uint64_t max) {
+  const unsigned long long n = ZSTD_getFrameContentSize(frame.data(), frame.size());
+  if (n == ZSTD_CONTENTSIZE_ERROR || n == ZSTD_CONTENTSIZE_UNKNOWN || n > max)
+    return Status::Corruption("search hints: not a zstd frame of at most " + std::to_string(max) +
+                              " bytes");
+  std::string out(n, '\0');
+  size_t got = ZSTD_decompress(out.data(), out.size(), frame.data(), frame.size());
+  if (ZSTD_isError(got) || got != n)
+    return Status::Corruption(std::string("search hints: ") +
+                              (ZSTD_isError(got) ? ZSTD_getErrorName(got) : "short frame"));
+  return out;
 }
 
 size_t SegmentedReconstructor::RestartPoint(uint64_t offset) const {

@@ -44,10 +44,12 @@ class Reconstructor {
   // Before the first Feed: goflate members at a level with checkpoints are
   // encoded with an observer that records them about `interval` plain bytes
   // apart (member-relative); checkpoints(i) has member i's once it ended.
+  // Each segment's search hints too (uncompressed, checkpoints + 1 of them).
   void RecordCheckpoints(uint64_t interval) { cp_interval_ = interval; }
   const std::vector<GoFlateCheckpoint>& checkpoints(size_t member) const {
     return checkpoints_[member];
   }
+  const std::vector<std::string>& hints(size_t member) const { return hints_[member]; }
 
  private:
   Status BeginMember();
@@ -65,6 +67,7 @@ class Reconstructor {
   Status error_;
   uint64_t cp_interval_ = 0;  // 0: no checkpoints recorded
   std::vector<std::vector<GoFlateCheckpoint>> checkpoints_;
+  std::vector<std::vector<std::string>> hints_;
 };
 
 // expected_digest: "sha256:<64 hex>", the layer's digest in the manifest.
@@ -79,6 +82,7 @@ class VerifyingReconstructor {
   const std::vector<GoFlateCheckpoint>& checkpoints(size_t member) const {
     return inner_.checkpoints(member);
   }
+  const std::vector<std::string>& hints(size_t member) const { return inner_.hints(member); }
 
  private:
   std::string expected_;
@@ -88,8 +92,9 @@ class VerifyingReconstructor {
   Reconstructor inner_;
 };
 
-// Reads the uncompressed stream at any offset; called from several threads
-// at once. Returns the bytes copied (fewer only at the end).
+// Reads the stored form at any offset: the uncompressed stream, then the
+// search hints (recipe.h); called from several threads at once. Returns the
+// bytes copied (fewer only at the end).
 using PlainReader = std::function<Result<size_t>(uint64_t offset, size_t n, char* out)>;
 
 // Re-creates a layer in segments that worker threads make ahead of the reader,
@@ -131,8 +136,15 @@ class SegmentedReconstructor {
   const std::string expected_;
   PlainReader read_;
   std::vector<uint64_t> starts_;
+  std::vector<uint64_t> hint_starts_;  // stored-form offset of each segment's hints
   std::unique_ptr<Shared> sh_;
 };
+
+// Segment hints as stored: one zstd frame (level 19: written once, read on
+// every pull); and back, Corruption if they are not a frame of at most `max`
+// bytes.
+std::string CompressHints(std::string_view hints);
+Result<std::string> DecompressHints(std::string_view frame, uint64_t max);
 
 // "sha256:<hex>" of data (tests, tools).
 std::string Sha256Digest(std::string_view data);
