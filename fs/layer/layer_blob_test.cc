@@ -54,6 +54,37 @@ class LayerBlobTest : public ::testing::Test {
     EXPECT_TRUE(info.ok()) << info.status().ToString();
     return info->digest;
   }
+  // A Go layer of Tar(seed, files), pushed and re-stored: its bytes, digest,
+  // layout and recipe.
+  struct Ingested {
+    std::string tar, gz, digest;
+    chunkstore::BlobLayout layout;
+    LayerRecipe recipe;
+  };
+  Ingested IngestGoLayer(int seed, int files) {
+    Ingested g;
+    g.tar = Tar(seed, files);
+    g.gz = *GoGzip(g.tar, 6);
+    g.digest = Put(g.gz);
+    auto rep = IngestLayer(repo_.get(), g.digest);
+    EXPECT_TRUE(rep.ok() && rep->outcome == IngestReport::Outcome::kReplaced);
+    auto layout = repo_->GetBlobLayout(g.digest);
+    EXPECT_TRUE(layout.ok());
+    if (layout.ok()) g.layout = *layout;
+    auto recipe = LayerRecipe::Decode(g.layout.encoding);
+    EXPECT_TRUE(recipe.ok()) << recipe.status().ToString();
+    if (recipe.ok()) g.recipe = *recipe;
+    return g;
+  }
+  // Stores `recipe` as g's encoding (with `chunks`, default g's own).
+  void Replace(const Ingested& g, const LayerRecipe& recipe,
+               const std::vector<chunkstore::ChunkRef>* chunks = nullptr) {
+    ASSERT_TRUE(repo_
+                    ->ReplaceBlob(g.digest, g.layout.size, recipe.Encode(),
+                                  chunks ? *chunks : g.layout.chunks)
+                    .ok());
+  }
+
   std::string Read(const std::string& digest, uint64_t off, size_t n) {
     auto b = repo_->OpenBlob(digest);
     EXPECT_TRUE(b.ok()) << b.status().ToString();
@@ -183,35 +214,27 @@ TEST_F(LayerBlobTest, NotALayerAndUnknownEncoderKeepTheBlob) {
 }
 
 TEST_F(LayerBlobTest, WrongRecipeIsDetectedNotServed) {
-  std::string tar = Tar(13, 15);
-  std::string gz = *GoGzip(tar, 6);
-  std::string d = Put(gz);
-  ASSERT_EQ(IngestLayer(repo_.get(), d)->outcome, IngestReport::Outcome::kReplaced);
-  auto layout = repo_->GetBlobLayout(d);
-  auto recipe = LayerRecipe::Decode(layout->encoding);
-  ASSERT_TRUE(recipe.ok());
-  recipe->members[0].encoder.level = recipe->members[0].encoder.level == 9 ? 8 : 9;
-  ASSERT_TRUE(repo_->ReplaceBlob(d, layout->size, recipe->Encode(), layout->chunks).ok());
-  ExpectWholeReadFails(d, gz.size());
+  Ingested g = IngestGoLayer(13, 15);
+  MemberRecipe& m = g.recipe.members[0];
+  m.encoder.level = m.encoder.level == 9 ? 8 : 9;
+  Replace(g, g.recipe);
+  ExpectWholeReadFails(g.digest, g.gz.size());
 }
 
 // A layer large enough for checkpoints (every 4 MiB of tar) gets a version 3
-// recipe (checkpoints and search hints); reads re-create it in segments on worker threads, exactly,
-// from any offset and backwards (restarting at a segment made before).
+// recipe (checkpoints and search hints); reads re-create it in segments on
+// worker threads, exactly, from any offset and backwards (restarting at a
+// segment made before).
 TEST_F(LayerBlobTest, LargeGoLayerIsReadInSegments) {
-  std::string tar = Tar(21, 130);
-  ASSERT_GT(tar.size(), 9u << 20);
-  std::string gz = *GoGzip(tar, 6);
-  std::string d = Put(gz);
-  ASSERT_EQ(IngestLayer(repo_.get(), d)->outcome, IngestReport::Outcome::kReplaced);
-  auto layout = repo_->GetBlobLayout(d);
-  ASSERT_TRUE(layout.ok());
-  auto recipe = LayerRecipe::Decode(layout->encoding);
-  ASSERT_TRUE(recipe.ok());
-  EXPECT_EQ(layout->encoding[4], '\x03');
-  EXPECT_GE(recipe->members[0].checkpoints.size(), 2u);
-  EXPECT_EQ(recipe->members[0].hint_sizes.size(), recipe->members[0].checkpoints.size() + 1);
-  EXPECT_EQ(layout->stored_size, tar.size() + recipe->HintBytes());
+  Ingested g = IngestGoLayer(21, 130);
+  const std::string& gz = g.gz;
+  const std::string& d = g.digest;
+  ASSERT_GT(g.tar.size(), 9u << 20);
+  MemberRecipe& m = g.recipe.members[0];
+  EXPECT_EQ(g.layout.encoding[4], '\x03');
+  EXPECT_GE(m.checkpoints.size(), 2u);
+  EXPECT_EQ(m.hint_sizes.size(), m.checkpoints.size() + 1);
+  EXPECT_EQ(g.layout.stored_size, g.tar.size() + g.recipe.HintBytes());
   EXPECT_EQ(Read(d, 0, gz.size() + 10), gz);
   auto b = repo_->OpenBlob(d);
   ASSERT_TRUE(b.ok());
@@ -228,10 +251,10 @@ TEST_F(LayerBlobTest, LargeGoLayerIsReadInSegments) {
   }
   // The same recipe without checkpoints (version 1) reads sequentially; a
   // fresh reader's first read far into the blob gets the right bytes too.
-  recipe->members[0].checkpoints.clear();
-  recipe->members[0].hint_sizes.clear();
-  recipe->members[0].hint_after = 0;
-  ASSERT_TRUE(repo_->ReplaceBlob(d, layout->size, recipe->Encode(), layout->chunks).ok());
+  m.checkpoints.clear();
+  m.hint_sizes.clear();
+  m.hint_after = 0;
+  Replace(g, g.recipe);
   ASSERT_GT(gz.size() - 1000000, 4u << 20);
   for (uint64_t off : {gz.size() - 100, gz.size() - 1000000}) {
     EXPECT_TRUE(Read(d, off, 100) == gz.substr(off, 100)) << "sequential, offset " << off;
@@ -241,20 +264,14 @@ TEST_F(LayerBlobTest, LargeGoLayerIsReadInSegments) {
 // Search hints that are not the encoder's (valid zstd frames, wrong
 // decisions) are never served as a complete blob: the digest check fails.
 TEST_F(LayerBlobTest, WrongSearchHintsAreDetectedNotServed) {
-  std::string tar = Tar(23, 130);
-  std::string gz = *GoGzip(tar, 6);
-  std::string d = Put(gz);
-  ASSERT_EQ(IngestLayer(repo_.get(), d)->outcome, IngestReport::Outcome::kReplaced);
-  auto layout = repo_->GetBlobLayout(d);
-  auto recipe = LayerRecipe::Decode(layout->encoding);
-  ASSERT_TRUE(recipe.ok());
-  MemberRecipe& m = recipe->members[0];
+  Ingested g = IngestGoLayer(23, 130);
+  MemberRecipe& m = g.recipe.members[0];
   ASSERT_FALSE(m.hint_sizes.empty());
   // The tar's chunks, then hints of the same sizes' meaning: every "decided
   // among the first candidates" turned into "one step further".
   std::vector<chunkstore::ChunkRef> chunks;
   uint64_t at = 0;
-  for (const auto& c : layout->chunks) {
+  for (const auto& c : g.layout.chunks) {
     if (at >= m.plain_size) break;
     chunks.push_back(c);
     at += c.length;
@@ -271,24 +288,18 @@ TEST_F(LayerBlobTest, WrongSearchHintsAreDetectedNotServed) {
   auto more = w->Finish();
   ASSERT_TRUE(more.ok());
   chunks.insert(chunks.end(), more->begin(), more->end());
-  ASSERT_TRUE(repo_->ReplaceBlob(d, layout->size, recipe->Encode(), chunks).ok());
-  ExpectWholeReadFails(d, gz.size());
+  Replace(g, g.recipe, &chunks);
+  ExpectWholeReadFails(g.digest, g.gz.size());
 }
 
 // A checkpoint that does not describe the stream is never served as a
 // complete blob.
 TEST_F(LayerBlobTest, WrongCheckpointIsDetectedNotServed) {
-  std::string tar = Tar(22, 130);
-  std::string gz = *GoGzip(tar, 6);
-  std::string d = Put(gz);
-  ASSERT_EQ(IngestLayer(repo_.get(), d)->outcome, IngestReport::Outcome::kReplaced);
-  auto layout = repo_->GetBlobLayout(d);
-  auto recipe = LayerRecipe::Decode(layout->encoding);
-  ASSERT_TRUE(recipe.ok());
-  ASSERT_FALSE(recipe->members[0].checkpoints.empty());
-  recipe->members[0].checkpoints[0].bit_offset += 8;
-  ASSERT_TRUE(repo_->ReplaceBlob(d, layout->size, recipe->Encode(), layout->chunks).ok());
-  ExpectWholeReadFails(d, gz.size());
+  Ingested g = IngestGoLayer(22, 130);
+  ASSERT_FALSE(g.recipe.members[0].checkpoints.empty());
+  g.recipe.members[0].checkpoints[0].bit_offset += 8;
+  Replace(g, g.recipe);
+  ExpectWholeReadFails(g.digest, g.gz.size());
 }
 
 TEST_F(LayerBlobTest, TreeEntriesWithWhiteoutsLinksAndImplicitParents) {
