@@ -68,7 +68,7 @@ inline constexpr uint64_t kGoFlateSegmentLookahead = 4 + 258 + 1;
 // the corpus' tools.tar, for hints that zstd -19 makes 5.5 % of the DEFLATE
 // stream (4: 8 gave 1.6x for 4.0 %, 2 1.85x for 7.2 %; bench/goflate_bench.cc).
 // Part of the recipe format: changing it changes what stored hints mean.
-inline constexpr int kGoFlateHintAfter = 4;
+inline constexpr int kGoFlateHintAfter = 2;
 
 // Streams one raw DEFLATE stream. Memory is bounded (~1 MiB) whatever the input
 // size. Not thread-safe; one writer per stream. The output does not depend on
