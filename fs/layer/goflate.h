@@ -64,10 +64,10 @@ inline constexpr uint64_t kGoFlateSegmentLookahead = 4 + 258 + 1;
 // examined more than kGoFlateHintAfter candidates: 0 when the result was
 // decided among the first kGoFlateHintAfter, else 1 + the winner's step
 // beyond them. An encoder following them examines at most kGoFlateHintAfter
-// candidates and jumps to the hinted one: the same stream, 1.8x faster on
-// the corpus' tools.tar, for hints that zstd -19 makes 7.2 % of the DEFLATE
-// stream (a cut-off of 4 gave 1.67x for 5.5 %, 8 1.6x for 4.0 %, 1 1.8x for
-// 8.8 %; bench/goflate_bench.cc).
+// candidates and jumps to the hinted one: the same stream, 1.7-1.8x faster
+// on the corpus' tools.tar, for hints stored in 8.4 % of the DEFLATE
+// stream's size (zstd -9; with -19, 7.2 %, against which a cut-off of 4 gave
+// 1.67x for 5.5 %, 8 1.6x for 4.0 %, 1 1.8x for 8.8 %; bench/goflate_bench.cc).
 // Part of the recipe format: changing it changes what stored hints mean.
 inline constexpr int kGoFlateHintAfter = 2;
 

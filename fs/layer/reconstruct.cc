@@ -325,9 +325,15 @@ Result<std::string> SegmentedReconstructor::Make(size_t i) {
   return seg;
 }
 
+// zstd level of hint frames. On tools.tar's hints 19 makes them 14 % smaller
+// than 9 (goflate_bench hint_ratio 7.2 % against 8.4 % of the DEFLATE
+// stream) but compresses at 1.8 MB/s against 15 MB/s (zstd -b3 -e19): ~15
+// CPU s per 237 MB layer at ingestion against ~2. 3 is 7 % larger than 9.
+constexpr int kHintZstdLevel = 9;
+
 std::string CompressHints(std::string_view hints) {
   std::string out(ZSTD_compressBound(hints.size()), '\0');
-  size_t n = ZSTD_compress(out.data(), out.size(), hints.data(), hints.size(), 19);
+  size_t n = ZSTD_compress(out.data(), out.size(), hints.data(), hints.size(), kHintZstdLevel);
   if (ZSTD_isError(n)) abort();  // only for a too small buffer, which cannot be
   out.resize(n);
   return out;

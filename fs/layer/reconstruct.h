@@ -140,8 +140,8 @@ class SegmentedReconstructor {
   std::unique_ptr<Shared> sh_;
 };
 
-// Segment hints as stored: one zstd frame (level 19: written once, read on
-// every pull); and back, Corruption if they are not a frame of at most `max`
+// Segment hints as stored: one zstd frame (level 9, reconstruct.cc says
+// why); and back, Corruption if they are not a frame of at most `max`
 // bytes.
 std::string CompressHints(std::string_view hints);
 Result<std::string> DecompressHints(std::string_view frame, uint64_t max);
