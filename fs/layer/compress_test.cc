@@ -383,6 +383,43 @@ TEST(RecipeTest, HintsRoundTripAndAreChecked) {
   }
 }
 
+// A deflate-tokens member beside a goflate one: version 4, frame sizes in
+// the hints field; counts or sizes that cannot be are refused.
+TEST(RecipeTest, TokenMembersRoundTripAndAreChecked) {
+  LayerRecipe r;
+  MemberRecipe t;
+  t.header = std::string("\x1f\x8b\x08\0\0\0\0\0\0\xff", 10);
+  t.encoder.id = EncoderId::kTokens;
+  t.encoder.level = 0;
+  t.plain_size = 3 << 20;
+  t.trailer = "abcdefgh";
+  t.hint_sizes = {5000, 4000, 300};
+  MemberRecipe g;
+  g.encoder.id = EncoderId::kGoFlate;
+  g.encoder.level = -1;
+  g.plain_size = 100;
+  g.trailer = "12345678";
+  r.members = {t, g};
+  std::string e = r.Encode();
+  EXPECT_EQ(e[4], '\x04');
+  auto d = LayerRecipe::Decode(e);
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_TRUE(*d == r);
+  EXPECT_EQ(d->HintBytes(), 9300u);
+  for (int bad = 0; bad < 4; ++bad) {
+    LayerRecipe w = r;
+    MemberRecipe& m = w.members[0];
+    if (bad == 0) m.hint_sizes.clear();            // no frames
+    if (bad == 1) m.hint_sizes = {1, 1, 1, 1, 1};  // more than 1 per MiB + 1
+    if (bad == 2) m.hint_sizes[1] = 0;             // an empty frame
+    if (bad == 3) m.hint_after = 2;                // a goflate field
+    auto got = LayerRecipe::Decode(w.Encode());
+    ASSERT_FALSE(got.ok()) << bad;
+    EXPECT_NE(got.status().message().find("token frame"), std::string::npos)
+        << got.status().message();
+  }
+}
+
 TEST(GzipHeaderTest, AllFields) {
   std::string h("\x1f\x8b\x08\x1e\x01\x02\x03\x04\x02\x03", 10);
   h += std::string("\x03\x00xyz", 5);

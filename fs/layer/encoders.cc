@@ -255,6 +255,8 @@ std::string EncoderSpec::ToString() const {
       return "go-flate level " + std::to_string(level);
     case EncoderId::kGnuGzip:
       return "gzip(1) level " + std::to_string(level);
+    case EncoderId::kTokens:
+      return "deflate tokens";
     case EncoderId::kZstd:
       return "zstd level " + std::to_string(level) + (multithread ? " mt" : "") +
              (checksum ? " checksum" : "") +
@@ -292,6 +294,9 @@ Result<std::unique_ptr<Encoder>> NewEncoder(const EncoderSpec& spec) {
         return Status::InvalidArgument("unsupported level for " + spec.ToString());
       }
       return std::unique_ptr<Encoder>(std::make_unique<GnuGzipEncoder>(spec.level));
+    case EncoderId::kTokens:
+      return Status::InvalidArgument(
+          "deflate tokens are written from their frames, not by NewEncoder");
   }
   return Status::InvalidArgument("unknown encoder id " + std::to_string(static_cast<int>(spec.id)));
 }

@@ -18,6 +18,9 @@
 //         docker's compress/gzip writes.
 //  kGnuGzip  GNU gzip 1.12's gzip(1) at the given level 1-9 (gnuflate.h):
 //         what `tar c ... | gzip` and `gzip file` write.
+//  kTokens  any other DEFLATE stream, written back from its recorded tokens
+//         (tokens.h); NewEncoder refuses it: the writer needs the member's
+//         frames (Reconstructor::SetSideReader).
 #ifndef COFFERLAYER_ENCODERS_H_
 #define COFFERLAYER_ENCODERS_H_
 
@@ -35,7 +38,14 @@ namespace cofferlayer {
 using chunkstore::Result;
 using chunkstore::Status;
 
-enum class EncoderId : uint8_t { kZlib = 1, kPigz = 2, kZstd = 3, kGoFlate = 4, kGnuGzip = 5 };
+enum class EncoderId : uint8_t {
+  kZlib = 1,
+  kPigz = 2,
+  kZstd = 3,
+  kGoFlate = 4,
+  kGnuGzip = 5,
+  kTokens = 6,  // no encoder: the stream's own tokens (tokens.h), in frames beside the tar
+};
 
 struct EncoderSpec {
   EncoderId id = EncoderId::kZlib;

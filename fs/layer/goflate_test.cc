@@ -21,6 +21,8 @@
 #include <string>
 #include <vector>
 
+#include "deflate_tables.h"
+
 namespace cofferlayer {
 namespace {
 
@@ -94,16 +96,12 @@ struct Decoder {
   }
 };
 
-const int kLenBase[29] = {3,  4,  5,  6,  7,  8,  9,  10, 11,  13,  15,  17,  19,  23, 27,
-                          31, 35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258};
-const int kLenExtra[29] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2,
-                           2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0};
-const int kDistBase[30] = {1,    2,    3,    4,    5,    7,    9,    13,    17,    25,
-                           33,   49,   65,   97,   129,  193,  257,  385,   513,   769,
-                           1025, 1537, 2049, 3073, 4097, 6145, 8193, 12289, 16385, 24577};
+using deflate::kDistBase;
+using deflate::kLenBase;
+using deflate::kLenExtra;
 
 bool ReadDynamicLengths(BitReader* br, Block* b) {
-  static const int kOrder[19] = {16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15};
+  const uint8_t* kOrder = deflate::kCodeLengthOrder;
   int hlit, hdist, hclen;
   if (!br->Bits(5, &hlit) || !br->Bits(5, &hdist) || !br->Bits(4, &hclen)) return false;
   b->clen_lens.assign(19, 0);

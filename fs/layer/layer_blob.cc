@@ -14,6 +14,7 @@
 #include "recipe.h"
 #include "reconstruct.h"
 #include "tar.h"
+#include "tokens.h"
 
 namespace cofferlayer {
 
@@ -298,6 +299,97 @@ Status AddHints(Repository* repo, const std::vector<std::string>& hints, MemberR
   return Status::OK();
 }
 
+// The second pass over a gzip layer that no encoder reproduced: each
+// member's DEFLATE stream becomes a token recipe (tokens.h), its frames
+// compressed and appended to `side` as they are made.
+class TokenRecipeSink : public DecodeSink {
+ public:
+  explicit TokenRecipeSink(ContentWriter* side) : side_(side) {
+    recipe_.compression = LayerCompression::kGzip;
+  }
+  Status OnMemberBegin(std::string_view header) override {
+    MemberRecipe m;
+    m.header = std::string(header);
+    m.encoder.id = EncoderId::kTokens;
+    m.encoder.level = 0;
+    recipe_.members.push_back(std::move(m));
+    analyzer_ = std::make_unique<TokenAnalyzer>();
+    plain_ = 0;
+    return Status::OK();
+  }
+  Status OnCompressed(std::string_view b) override {
+    RETURN_IF_ERROR(Member(analyzer_->Feed(b)));
+    return Flush();
+  }
+  Status OnPlain(std::string_view b) override {
+    plain_ += b.size();
+    return Status::OK();
+  }
+  Status OnMemberEnd(std::string_view trailer) override {
+    RETURN_IF_ERROR(Member(analyzer_->Finish()));
+    RETURN_IF_ERROR(Flush());
+    MemberRecipe& m = recipe_.members.back();
+    m.plain_size = analyzer_->plain_size();
+    if (m.plain_size != plain_)
+      return Member(Status::Corruption("tokens decode to " + std::to_string(m.plain_size) +
+                                       " bytes, zlib to " + std::to_string(plain_)));
+    m.trailer = std::string(trailer);
+    return Status::OK();
+  }
+  Status OnTail(std::string_view b) override {
+    recipe_.tail.append(b);
+    if (recipe_.tail.size() > kMaxTailBytes)
+      return Status::Corruption("more than " + std::to_string(kMaxTailBytes) +
+                                " bytes after the last gzip member");
+    return Status::OK();
+  }
+  const LayerRecipe& recipe() const { return recipe_; }
+  uint64_t frame_bytes() const { return frame_bytes_; }
+
+ private:
+  Status Member(Status st) const {
+    if (st.ok()) return st;
+    return st.Annotate("gzip member " + std::to_string(recipe_.members.size() - 1));
+  }
+  Status Flush() {
+    for (const std::string& f : analyzer_->TakeFrames()) {
+      std::string z = CompressHints(f);
+      recipe_.members.back().hint_sizes.push_back(z.size());
+      frame_bytes_ += z.size();
+      RETURN_IF_ERROR(side_->Append(z));
+    }
+    return Status::OK();
+  }
+
+  ContentWriter* side_;
+  LayerRecipe recipe_;
+  std::unique_ptr<TokenAnalyzer> analyzer_;
+  uint64_t plain_ = 0, frame_bytes_ = 0;
+};
+
+// Reads `blob` again for its token recipe; the frames' chunks are appended
+// to *chunks (after the tar's). Corruption: the stream is not one the token
+// writer reproduces.
+chunkstore::Result<LayerRecipe> TokenRecipe(Repository* repo, BlobReader* blob, uint64_t size,
+                                            std::vector<ChunkRef>* chunks,
+                                            const std::function<bool()>& stop) {
+  std::unique_ptr<ContentWriter> side = repo->NewContentWriter();
+  TokenRecipeSink sink(side.get());
+  ASSIGN_OR_RETURN(std::unique_ptr<Decoder> dec, NewDecoder(LayerCompression::kGzip, &sink));
+  std::string buf(kPiece, '\0');
+  for (uint64_t off = 0; off < size;) {
+    if (stop && stop()) return Status::Unavailable("layer ingestion stopped");
+    ASSIGN_OR_RETURN(size_t got, blob->ReadAt(off, buf.size(), buf.data()));
+    if (got == 0) return Status::Corruption("blob ends early");
+    RETURN_IF_ERROR(dec->Feed(std::string_view(buf.data(), got)));
+    off += got;
+  }
+  RETURN_IF_ERROR(dec->Finish());
+  ASSIGN_OR_RETURN(std::vector<ChunkRef> more, side->Finish());
+  chunks->insert(chunks->end(), more.begin(), more.end());
+  return sink.recipe();
+}
+
 // Reads the new form back chunk by chunk and re-creates the blob from it: the
 // form replaces the pushed bytes only if this yields exactly `digest`. A
 // goflate member gets checkpoints and search hints on the way (docs/layers.md,
@@ -318,8 +410,16 @@ Status VerifyForm(Repository* repo, std::string_view digest, std::string* encodi
                                                    [](std::string_view) { return Status::OK(); });
     rec->RecordCheckpoints(kCheckpointInterval);
   }
+  ChunkPlainReader side(repo, chunks);  // token frames follow the tar
+  if (rec)
+    rec->SetSideReader(
+        [&side](uint64_t off, size_t n, char* out) { return side.Read(off, n, out); });
+  const uint64_t plain_size = recipe ? recipe->PlainSize() : UINT64_MAX;
+  uint64_t fed = 0;
   std::string buf;
   for (const ChunkRef& c : chunks) {
+    if (fed >= plain_size) break;  // the tar's chunks end there
+    fed += c.length;
     if (stop && stop()) return Status::Unavailable("layer ingestion stopped");
     buf.clear();
     RETURN_IF_ERROR(repo->ReadChunk(c.id, &buf));
@@ -411,13 +511,27 @@ chunkstore::Result<IngestReport> IngestLayer(Repository* repo, std::string_view 
   }
   if (Status st = scanner.Finish(); !st.ok()) return not_a_layer(st);
   rep.members = scanner.member_count();
-  if (analysis->compression != LayerCompression::kTar && !analysis->recipe) {
+  std::optional<LayerRecipe> recipe = analysis->recipe;
+  std::vector<ChunkRef> side;  // token frames, for a stream no encoder reproduced
+  if (analysis->compression == LayerCompression::kGzip && !recipe) {
+    auto tokens = TokenRecipe(repo, blob.get(), layout.size, &side, stop);
+    if (tokens.ok()) {
+      recipe = std::move(tokens).value();
+      rep.why = "as deflate tokens: no known encoder reproduces it";
+    } else if (tokens.status().code() != chunkstore::Code::kCorruption) {
+      return tokens.status();
+    } else {
+      analysis->why_not += "; deflate tokens: " + tokens.status().message();
+    }
+  }
+  if (analysis->compression != LayerCompression::kTar && !recipe) {
     rep.outcome = IngestReport::Outcome::kKeptAsPushed;
     rep.why = analysis->why_not;
     return rep;
   }
   ASSIGN_OR_RETURN(std::vector<ChunkRef> chunks, writer->Finish());
-  std::string encoding = analysis->recipe ? analysis->recipe->Encode() : std::string();
+  chunks.insert(chunks.end(), side.begin(), side.end());
+  std::string encoding = recipe ? recipe->Encode() : std::string();
   RETURN_IF_ERROR(VerifyForm(repo, digest, &encoding, &chunks, stop));
   RETURN_IF_ERROR(repo->ReplaceBlob(digest, layout.size, encoding, chunks));
   rep.outcome = IngestReport::Outcome::kReplaced;
@@ -500,6 +614,8 @@ class LayerReader : public BlobReader {
       bytes_rebuilt.fetch_add(b.size(), std::memory_order_relaxed);
       return Status::OK();
     });
+    rec_->SetSideReader(
+        [this](uint64_t off, size_t n, char* out) { return ReadPlain(off, n, out); });
     plain_ = 0;
     base_ = 0;
   }

@@ -14,6 +14,7 @@
 #include "layer_test_util.h"
 #include "recipe.h"
 #include "reconstruct.h"
+#include "tokens.h"
 
 namespace cofferlayer {
 namespace {
@@ -189,7 +190,7 @@ TEST_F(LayerBlobTest, PlainTarIsRechunkedByFile) {
   EXPECT_EQ(Read(d, 0, tar.size()), tar);
 }
 
-TEST_F(LayerBlobTest, NotALayerAndUnknownEncoderKeepTheBlob) {
+TEST_F(LayerBlobTest, NotALayerAndUnreproducibleLayerKeepTheBlob) {
   std::string junk = Shell("head -c 300000 /dev/urandom");
   std::string d = Put(junk);
   auto rep = IngestLayer(repo_.get(), d);
@@ -197,20 +198,84 @@ TEST_F(LayerBlobTest, NotALayerAndUnknownEncoderKeepTheBlob) {
   EXPECT_EQ(rep->outcome, IngestReport::Outcome::kNotALayer);
   EXPECT_EQ(Read(d, 0, junk.size()), junk);
 
-  // zlib with a 512-byte window: a valid gzip layer no candidate reproduces.
-  testing::WriteAll(tmp_ / "l.tar", Tar(11, 10));
-  std::string odd = Shell(
-      "python3 -c 'import sys,zlib; c=zlib.compressobj(6, zlib.DEFLATED, 25, 1); "
-      "sys.stdout.buffer.write(c.compress(open(sys.argv[1],\"rb\").read())+c.flush())' " +
-      Quote(tmp_ / "l.tar"));
-  ASSERT_GT(odd.size(), 1000u);
-  d = Put(odd);
+  // A gzip layer followed by 1.5 MiB of bytes that start no member: neither
+  // an encoder nor the stream's tokens reproduce that (kMaxTailBytes).
+  testing::WriteAll(tmp_ / "l.tar", Tar(12, 10));
+  std::string gz = Shell("gzip -n -c " + Quote(tmp_ / "l.tar")) + std::string(3 << 19, 'z');
+  d = Put(gz);
   rep = IngestLayer(repo_.get(), d);
-  ASSERT_TRUE(rep.ok());
+  ASSERT_TRUE(rep.ok()) << rep.status().ToString();
   EXPECT_EQ(rep->outcome, IngestReport::Outcome::kKeptAsPushed);
-  EXPECT_FALSE(rep->why.empty());
+  EXPECT_NE(rep->why.find("deflate tokens: more than"), std::string::npos) << rep->why;
   EXPECT_TRUE(repo_->GetBlobLayout(d)->encoding.empty());
+  EXPECT_EQ(Read(d, 0, gz.size()), gz);
+}
+
+// zlib with a 512-byte window, written in two members: a valid gzip layer no
+// candidate reproduces, so it is stored as its tar plus the streams' tokens
+// (recipe version 4, frames after the tar) and read back exactly.
+TEST_F(LayerBlobTest, UnknownEncoderIsStoredAsTokens) {
+  testing::WriteAll(tmp_ / "l.tar", Tar(11, 40));
+  std::string odd = Shell(
+      "python3 -c 'import sys,zlib\n"
+      "d=open(sys.argv[1],\"rb\").read(); h=len(d)//3\n"
+      "for part in (d[:h], d[h:]):\n"
+      "  c=zlib.compressobj(6, zlib.DEFLATED, 25, 1); "
+      "sys.stdout.buffer.write(c.compress(part)+c.flush())' " +
+      Quote(tmp_ / "l.tar"));
+  ASSERT_GT(odd.size(), 100000u);
+  std::string d = Put(odd);
+  auto rep = IngestLayer(repo_.get(), d);
+  ASSERT_TRUE(rep.ok()) << rep.status().ToString();
+  EXPECT_EQ(rep->outcome, IngestReport::Outcome::kReplaced) << rep->why;
+  EXPECT_NE(rep->why.find("deflate tokens"), std::string::npos) << rep->why;
+  auto layout = repo_->GetBlobLayout(d);
+  ASSERT_TRUE(layout.ok());
+  auto recipe = LayerRecipe::Decode(layout->encoding);
+  ASSERT_TRUE(recipe.ok()) << recipe.status().ToString();
+  EXPECT_EQ(layout->encoding[4], '\x04');
+  ASSERT_EQ(recipe->members.size(), 2u);
+  for (const MemberRecipe& m : recipe->members) {
+    EXPECT_EQ(m.encoder.id, EncoderId::kTokens);
+    EXPECT_GE(m.hint_sizes.size(), 1u);
+  }
+  EXPECT_EQ(layout->stored_size, recipe->PlainSize() + recipe->HintBytes());
+  EXPECT_LT(recipe->HintBytes(), odd.size() / 3);
   EXPECT_EQ(Read(d, 0, odd.size()), odd);
+  EXPECT_EQ(Read(d, odd.size() / 2, 1000), odd.substr(odd.size() / 2, 1000));
+
+  // The same frames with one byte changed in each: never served as the blob.
+  std::vector<chunkstore::ChunkRef> chunks;
+  std::string side;
+  uint64_t at = 0;
+  for (const auto& c : layout->chunks) {
+    if (at < recipe->PlainSize()) {
+      chunks.push_back(c);
+    } else {
+      ASSERT_TRUE(repo_->ReadChunk(c.id, &side).ok());
+    }
+    at += c.length;
+  }
+  ASSERT_EQ(side.size(), recipe->HintBytes());
+  LayerRecipe bad = *recipe;
+  auto w = repo_->NewContentWriter();
+  size_t pos = 0;
+  for (MemberRecipe& m : bad.members) {
+    for (uint64_t& size : m.hint_sizes) {
+      auto frame = DecompressHints(side.substr(pos, size), kMaxTokenFrame);
+      ASSERT_TRUE(frame.ok()) << frame.status().ToString();
+      pos += size;
+      (*frame)[frame->size() / 2] ^= 0x10;
+      std::string z = CompressHints(*frame);
+      size = z.size();
+      ASSERT_TRUE(w->Append(z).ok());
+    }
+  }
+  auto more = w->Finish();
+  ASSERT_TRUE(more.ok());
+  chunks.insert(chunks.end(), more->begin(), more->end());
+  ASSERT_TRUE(repo_->ReplaceBlob(d, layout->size, bad.Encode(), chunks).ok());
+  ExpectWholeReadFails(d, odd.size());
 }
 
 TEST_F(LayerBlobTest, WrongRecipeIsDetectedNotServed) {

@@ -2,6 +2,8 @@
 
 #include <zlib.h>
 
+#include "tokens.h"
+
 namespace cofferlayer {
 namespace {
 
@@ -145,11 +147,24 @@ void EncodeHints(const MemberRecipe& m, std::string* out) {
   for (uint64_t n : m.hint_sizes) PutVarint(out, n);
 }
 
-// Hints come one per segment, for a member with checkpoints' encoder.
-void DecodeHints(Reader& r, MemberRecipe* m) {
+// Hints come one per segment, for a member with checkpoints' encoder; token
+// frames, one or more, for a deflate-tokens member.
+void DecodeHints(Reader& r, uint8_t version, MemberRecipe* m) {
   m->hint_after = r.U8("hint_after");
   uint64_t n = r.Varint("hint count");
   if (!r.ok()) return;
+  if (m->encoder.id == EncoderId::kTokens) {
+    if (version < kRecipeVersionTokens || m->hint_after != 0 || n == 0 || !m->checkpoints.empty() ||
+        n > m->plain_size / kTokenFramePlain + 1)
+      return r.Invalid("token frame count");
+    for (uint64_t i = 0; i < n && r.ok(); ++i) {
+      uint64_t size = r.Varint("token frame size");
+      if (size == 0 || size > 2 * kMaxTokenFrame)
+        return r.Invalid("token frame size " + std::to_string(i));
+      m->hint_sizes.push_back(size);
+    }
+    return;
+  }
   if (n == 0 && m->hint_after != 0) return r.Invalid("hint_after without hints");
   if (n == 0) return;
   if (m->hint_after == 0 || n != m->checkpoints.size() + 1 ||
@@ -209,14 +224,17 @@ uint64_t LayerRecipe::PlainSize() const {
 }
 
 std::string LayerRecipe::Encode() const {
-  bool checkpoints = false, hints = false;
+  bool checkpoints = false, hints = false, tokens = false;
   for (const auto& m : members) {
     checkpoints |= !m.checkpoints.empty();
     hints |= !m.hint_sizes.empty();
+    tokens |= m.encoder.id == EncoderId::kTokens;
   }
+  hints |= tokens;
   checkpoints |= hints;
   std::string out(kMagic);
-  out.push_back(static_cast<char>(hints         ? kRecipeVersionHints
+  out.push_back(static_cast<char>(tokens        ? kRecipeVersionTokens
+                                  : hints       ? kRecipeVersionHints
                                   : checkpoints ? kRecipeVersionCheckpoints
                                                 : kRecipeVersion));
   out.push_back(static_cast<char>(compression));
@@ -245,7 +263,7 @@ Result<LayerRecipe> LayerRecipe::Decode(std::string_view b) {
   if (crc != stored) return bad("CRC-32 mismatch");
   Reader r(body.substr(4));
   const uint8_t version = r.U8("version");
-  if (version < kRecipeVersion || version > kRecipeVersionHints) {
+  if (version < kRecipeVersion || version > kRecipeVersionTokens) {
     return bad("unsupported version " + std::to_string(version));
   }
   LayerRecipe rec;
@@ -257,7 +275,7 @@ Result<LayerRecipe> LayerRecipe::Decode(std::string_view b) {
   for (uint64_t i = 0; i < count && r.ok(); ++i) {
     rec.members.push_back(DecodeMember(r));
     if (version >= kRecipeVersionCheckpoints) DecodeCheckpoints(r, &rec.members.back());
-    if (version >= kRecipeVersionHints) DecodeHints(r, &rec.members.back());
+    if (version >= kRecipeVersionHints) DecodeHints(r, version, &rec.members.back());
   }
   rec.tail = r.Bytes("tail");
   if (!r.ok()) return bad("truncated or malformed field '" + r.failed_field() + "'");

@@ -25,6 +25,10 @@
 // The hints themselves are not in the recipe: they follow the uncompressed
 // stream in the blob's stored form, member after member, segment after
 // segment, so they are chunks of the repository like the tar.
+// Version 4 (written only when some member has encoder 6, deflate tokens):
+// as 3; such a member has no checkpoints, hint_after 0, and hint_count >= 1
+// sizes of its token frames (tokens.h, each one zstd frame), stored where
+// hints are.
 #ifndef COFFERLAYER_RECIPE_H_
 #define COFFERLAYER_RECIPE_H_
 
@@ -42,6 +46,7 @@ namespace cofferlayer {
 inline constexpr uint8_t kRecipeVersion = 1;
 inline constexpr uint8_t kRecipeVersionCheckpoints = 2;
 inline constexpr uint8_t kRecipeVersionHints = 3;
+inline constexpr uint8_t kRecipeVersionTokens = 4;
 inline constexpr size_t kMaxMemberCheckpoints = 1 << 20;
 inline constexpr size_t kMaxRecipeMembers = 1 << 20;
 
@@ -55,6 +60,7 @@ struct MemberRecipe {
   std::vector<GoFlateCheckpoint> checkpoints;
   // Search hints of each segment (checkpoints.size() + 1 of them, or none):
   // their zstd-compressed sizes, recorded with kGoFlateHintAfter = hint_after.
+  // For EncoderId::kTokens: the sizes of its token frames.
   uint8_t hint_after = 0;
   std::vector<uint64_t> hint_sizes;
   uint64_t HintBytes() const;

@@ -13,6 +13,7 @@
 
 #include "encoders.h"
 #include "goflate.h"
+#include "tokens.h"
 
 namespace cofferlayer {
 namespace {
@@ -57,6 +58,8 @@ Status Reconstructor::BeginMember() {
     hints_[member_].clear();
     enc_ = NewCheckpointingGoFlate(m.encoder.level, cp_interval_, &checkpoints_[member_],
                                    &hints_[member_]);
+  } else if (m.encoder.id == EncoderId::kTokens) {
+    ASSIGN_OR_RETURN(enc_, NewTokenMember());
   } else {
     ASSIGN_OR_RETURN(enc_, NewEncoder(m.encoder));
   }
@@ -64,6 +67,39 @@ Status Reconstructor::BeginMember() {
   member_in_ = 0;
   crc_ = crc32(0, nullptr, 0);
   return Emit(m.header);
+}
+
+// The writer of the current (deflate-tokens) member, reading its frames from
+// the stored form: after the uncompressed stream and the earlier members'.
+Result<std::unique_ptr<Encoder>> Reconstructor::NewTokenMember() {
+  if (!side_)
+    return Status::FailedPrecondition("reconstruct gzip member " + std::to_string(member_) +
+                                      ": deflate tokens need the stored form's frames");
+  const MemberRecipe& m = recipe_.members[member_];
+  uint64_t base = recipe_.PlainSize();
+  for (size_t j = 0; j < member_; ++j) base += recipe_.members[j].HintBytes();
+  std::vector<uint64_t> starts;
+  for (uint64_t n : m.hint_sizes) {
+    starts.push_back(base);
+    base += n;
+  }
+  const size_t member = member_;
+  auto source = [this, &m, starts, member](size_t i) -> Result<std::string> {
+    const std::string what =
+        "token frame " + std::to_string(i) + " of gzip member " + std::to_string(member);
+    std::string frame(m.hint_sizes[i], '\0');
+    size_t done = 0;
+    while (done < frame.size()) {
+      ASSIGN_OR_RETURN(size_t got,
+                       side_(starts[i] + done, frame.size() - done, frame.data() + done));
+      if (got == 0) return Status::Corruption(what + ": the stored form ends early");
+      done += got;
+    }
+    auto plain = DecompressHints(frame, kMaxTokenFrame);
+    if (!plain.ok()) return plain.status().Annotate(what);
+    return plain;
+  };
+  return NewTokenEncoder(m.hint_sizes.size(), std::move(source));
 }
 
 // Ends the current member; a gzip trailer is checked against what was fed.
@@ -342,12 +378,11 @@ std::string CompressHints(std::string_view hints) {
 Result<std::string> DecompressHints(std::string_view frame, uint64_t max) {
   const unsigned long long n = ZSTD_getFrameContentSize(frame.data(), frame.size());
   if (n == ZSTD_CONTENTSIZE_ERROR || n == ZSTD_CONTENTSIZE_UNKNOWN || n > max)
-    return Status::Corruption("search hints: not a zstd frame of at most " + std::to_string(max) +
-                              " bytes");
+    return Status::Corruption("not a zstd frame of at most " + std::to_string(max) + " bytes");
   std::string out(n, '\0');
   size_t got = ZSTD_decompress(out.data(), out.size(), frame.data(), frame.size());
   if (ZSTD_isError(got) || got != n)
-    return Status::Corruption(std::string("search hints: ") +
+    return Status::Corruption(std::string("zstd frame: ") +
                               (ZSTD_isError(got) ? ZSTD_getErrorName(got) : "short frame"));
   return out;
 }

@@ -25,6 +25,11 @@ namespace cofferlayer {
 // Receives the reconstructed bytes in order (not goflate.h's ByteSink).
 using LayerSink = std::function<Status(std::string_view)>;
 
+// Reads the stored form at any offset: the uncompressed stream, then the
+// search hints and token frames (recipe.h); called from several threads at
+// once. Returns the bytes copied (fewer only at the end).
+using PlainReader = std::function<Result<size_t>(uint64_t offset, size_t n, char* out)>;
+
 class Reconstructor {
  public:
   // REQUIRES: recipe and sink outlive the reconstructor.
@@ -41,6 +46,10 @@ class Reconstructor {
   Status Finish();
   uint64_t bytes_out() const { return out_bytes_; }
 
+  // Before the first Feed: where deflate-token members read their frames
+  // (the stored form; without it such a member fails).
+  void SetSideReader(PlainReader side) { side_ = std::move(side); }
+
   // Before the first Feed: goflate members at a level with checkpoints are
   // encoded with an observer that records them about `interval` plain bytes
   // apart (member-relative); checkpoints(i) has member i's once it ended.
@@ -56,8 +65,11 @@ class Reconstructor {
   Status EndMember();
   Status Emit(std::string_view b);
 
+  Result<std::unique_ptr<Encoder>> NewTokenMember();
+
   const LayerRecipe& recipe_;
   LayerSink sink_;
+  PlainReader side_;
   size_t member_ = 0;
   bool in_member_ = false;
   uint64_t member_in_ = 0, total_in_ = 0, out_bytes_ = 0;
@@ -79,6 +91,7 @@ class VerifyingReconstructor {
   // OK only if the emitted bytes have the expected digest.
   Status Finish();
   void RecordCheckpoints(uint64_t interval) { inner_.RecordCheckpoints(interval); }
+  void SetSideReader(PlainReader side) { inner_.SetSideReader(std::move(side)); }
   const std::vector<GoFlateCheckpoint>& checkpoints(size_t member) const {
     return inner_.checkpoints(member);
   }
@@ -91,11 +104,6 @@ class VerifyingReconstructor {
   LayerSink downstream_;
   Reconstructor inner_;
 };
-
-// Reads the stored form at any offset: the uncompressed stream, then the
-// search hints (recipe.h); called from several threads at once. Returns the
-// bytes copied (fewer only at the end).
-using PlainReader = std::function<Result<size_t>(uint64_t offset, size_t n, char* out)>;
 
 // Re-creates a layer in segments that worker threads make ahead of the reader,
 // each from a checkpoint alone (docs/layers.md, "Parallel reconstruction").
