@@ -117,6 +117,29 @@ void BM_TokensAnalyze(benchmark::State& state) {
   // Frames as stored (zstd) against the DEFLATE stream they stand for.
   state.counters["frame_ratio"] = double(stored) / double(m.deflate.size());
   state.counters["deflate_ratio"] = double(m.deflate.size()) / double(m.plain.size());
+  // Each stream compressed alone (tokens.h's frame layout), against the
+  // DEFLATE stream: where the frames' bytes go.
+  static const char* kNames[5] = {"ops", "lits", "lens", "ranks", "dists"};
+  double part[5] = {0};
+  for (const std::string& f : Analyze(m)) {
+    std::string_view v(f);
+    uint64_t sizes[5];
+    for (uint64_t& n : sizes) {
+      n = 0;
+      for (int shift = 0;; shift += 7) {
+        const uint8_t b = static_cast<uint8_t>(v[0]);
+        v.remove_prefix(1);
+        n |= uint64_t(b & 0x7f) << shift;
+        if (!(b & 0x80)) break;
+      }
+    }
+    for (int i = 0; i < 5; ++i) {
+      part[i] += double(CompressHints(v.substr(0, sizes[i])).size());
+      v.remove_prefix(sizes[i]);
+    }
+  }
+  for (int i = 0; i < 5; ++i)
+    state.counters[std::string(kNames[i]) + "_ratio"] = part[i] / double(m.deflate.size());
 }
 BENCHMARK(BM_TokensAnalyze)->Unit(benchmark::kMillisecond);
 
