@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <deque>
 
 #include "deflate_tables.h"
 
@@ -15,6 +16,7 @@ using deflate::kLenBase;
 using deflate::kLenExtra;
 constexpr const uint8_t* kClOrder = deflate::kCodeLengthOrder;
 constexpr uint64_t kWindow = 32768;
+constexpr uint64_t kMaxMatch = 258;
 
 // LSB-first bit reader over a buffer; reads past the end give zeros, and the
 // caller checks Overrun() after a step.
@@ -185,34 +187,61 @@ class Window {
     base_ = keep;
   }
 
-  // Rank of the match (len, dist) at p among the chain's candidates with a
-  // match at least as long; -1 if not within kTokenMaxWalk steps. REQUIRES:
-  // bytes up to p + len are here.
-  int Rank(uint64_t p, int len, uint64_t dist) {
-    InsertUpTo(p);
-    int rank = 0, steps = 0;
-    for (int64_t c = head_[Hash(p)]; Candidate(c, p, &steps); c = prev_[c & (kWindow - 1)]) {
-      if (p - uint64_t(c) == dist) return rank;
-      if (MatchAtLeast(uint64_t(c), p, len)) ++rank;
-    }
-    return -1;
-  }
-  // The distance of the rank-th such candidate; 0 if none.
-  uint64_t Find(uint64_t p, int len, int rank) {
-    InsertUpTo(p);
-    int steps = 0;
-    for (int64_t c = head_[Hash(p)]; Candidate(c, p, &steps); c = prev_[c & (kWindow - 1)]) {
-      if (MatchAtLeast(uint64_t(c), p, len) && rank-- == 0) return p - uint64_t(c);
-    }
-    return 0;
-  }
-  bool MatchAtLeast(uint64_t c, uint64_t p, int len) const {
+  // The longest match of the chain at p, capped at `cap` bytes (<= 258,
+  // <= the bytes here past p).
+  int MatchLen(uint64_t c, uint64_t p, int cap) const {
     const char* a = Ptr(c);
     const char* b = Ptr(p);
-    if (a[len - 1] != b[len - 1]) return false;
-    for (int i = 0; i < len; ++i)  // byte by byte: c + i may reach p (overlap)
-      if (a[i] != b[i]) return false;
-    return true;
+    int n = 0;
+    for (; n + 8 <= cap; n += 8) {  // all bytes up to p + cap are here, overlap or not
+      uint64_t x, y;
+      std::memcpy(&x, a + n, 8);
+      std::memcpy(&y, b + n, 8);
+      if (x != y) return n + __builtin_ctzll(x ^ y) / 8;  // little-endian host
+    }
+    while (n < cap && a[n] == b[n]) ++n;
+    return n;
+  }
+  // The chain at p, nearest first, as ranks: a candidate with a match of at
+  // least 3 bytes is match number m; if its match is longer than every
+  // nearer one's it is also record number r (else r = -1). f(r, m,
+  // candidate) returns true to stop; the walk ends by itself after
+  // kTokenMaxWalk steps.
+  template <class F>
+  void Walk(uint64_t p, int cap, F f) {
+    InsertUpTo(p);
+    int steps = 0, best = 2, records = 0, matches = 0;
+    for (int64_t c = head_[Hash(p)]; Candidate(c, p, &steps); c = prev_[c & (kWindow - 1)]) {
+      const int len = MatchLen(uint64_t(c), p, cap);
+      if (len < 3) continue;
+      const bool record = len > best;
+      if (record) best = len;
+      if (f(record ? records++ : -1, matches++, uint64_t(c))) return;
+    }
+  }
+  // How the match from p - dist is named: 2 * r + 1 for record r, 2 * m + 2
+  // for match m that is no record; 0 if not within the walk.
+  uint64_t Rank(uint64_t p, uint64_t dist, int cap) {
+    uint64_t code = 0;
+    Walk(p, cap, [&](int r, int m, uint64_t c) {
+      if (p - c != dist) return false;
+      code = r >= 0 ? 2 * uint64_t(r) + 1 : 2 * uint64_t(m) + 2;
+      return true;
+    });
+    return code;
+  }
+  // The distance Rank named by `code` (> 0); 0 if there is none.
+  uint64_t Find(uint64_t p, uint64_t code, int cap) {
+    const bool record = code & 1;
+    const int want = static_cast<int>((code - 1) / 2);
+    uint64_t dist = 0;
+    Walk(p, cap, [&](int r, int m, uint64_t c) {
+      if ((record ? r : m) != want) return false;
+      if (!record && r >= 0) return true;  // named as a match, but it is a record
+      dist = p - c;
+      return true;
+    });
+    return dist;
   }
 
  private:
@@ -242,6 +271,7 @@ class Window {
 
 struct Streams {
   std::string ops, lits, lens, ranks, dists;
+  uint64_t pending = 0;  // analysis: matches whose lens/ranks are still to come
   std::string Serialize() const {
     std::string f;
     for (const std::string* s : {&ops, &lits, &lens, &ranks, &dists}) PutVarint(&f, s->size());
@@ -262,11 +292,20 @@ struct TokenAnalyzer::Impl {
   // the largest), so with this much ahead no step runs out mid-way.
   static constexpr size_t kSlack = 70000;
 
+  // A match whose length and rank wait for the 258 plain bytes after it
+  // (both depend on the longest matches there).
+  struct Pending {
+    uint64_t pos;
+    uint16_t len, dist;
+    Streams* frame;
+  };
+
   std::string in;               // input not consumed yet (whole bytes), from in_bit
   uint64_t in_bit = 0;          // bit offset in `in` of the next unread bit
   uint64_t consumed_bytes = 0;  // stream bytes dropped before `in`
   Window w;
-  Streams s;
+  std::deque<Streams> open{1};  // frames not serialized yet; back() gets new blocks
+  std::deque<Pending> pending;
   std::vector<std::string> frames;
   uint64_t frame_plain = 0;
   bool in_block = false, final_block = false, done = false;
@@ -280,11 +319,40 @@ struct TokenAnalyzer::Impl {
     return error = Status::Corruption("deflate tokens: " + why + " at bit " +
                                       std::to_string(consumed_bytes * 8 + bit));
   }
+  Streams& s() { return open.back(); }
   Status Run(bool last);
   Status BlockHeader(BitReader& r);
   Status Token(BitReader& r, bool* block_end);
   void EndBlock(BitReader& r);
+  void Model(bool all);
 };
+
+// Lengths and ranks of the pending matches whose next 258 bytes are here
+// (all of them at the end), then the frames that are complete.
+void TokenAnalyzer::Impl::Model(bool all) {
+  while (!pending.empty() && (all || w.end() >= pending.front().pos + kMaxMatch)) {
+    const Pending m = pending.front();
+    pending.pop_front();
+    const int cap = static_cast<int>(std::min<uint64_t>(kMaxMatch, w.end() - m.pos));
+    const uint64_t rank = w.Rank(m.pos, m.dist, cap);
+    PutVarint(&m.frame->ranks, rank);
+    if (rank == 0) {
+      m.frame->dists.push_back(static_cast<char>((m.dist - 1) & 0xff));
+      m.frame->dists.push_back(static_cast<char>((m.dist - 1) >> 8));
+    }
+    const int longest = w.MatchLen(m.pos - m.dist, m.pos, cap);
+    PutVarint(&m.frame->lens, m.len == longest ? 0 : m.len - 2u);
+    --m.frame->pending;
+  }
+  while (open.size() > 1 && open.front().pending == 0) {
+    frames.push_back(open.front().Serialize());
+    open.pop_front();
+  }
+  if (done && open.size() == 1 && open.front().pending == 0 && !open.front().ops.empty()) {
+    frames.push_back(open.front().Serialize());
+    open.front().Clear();
+  }
+}
 
 Status TokenAnalyzer::Impl::BlockHeader(BitReader& r) {
   const uint64_t start = r.pos();
@@ -341,7 +409,7 @@ Status TokenAnalyzer::Impl::Token(BitReader& r, bool* block_end) {
     return Status::OK();
   }
   if (sym == 256) {
-    PutVarint(&s.lits, lit_run);
+    PutVarint(&s().lits, lit_run);
     PutVarint(&block_ops, matches);
     in_block = false;
     *block_end = true;
@@ -358,30 +426,23 @@ Status TokenAnalyzer::Impl::Token(BitReader& r, bool* block_end) {
   const uint64_t p = w.end();
   if (d > p) return Bad(at, "distance " + std::to_string(d) + " before the stream's start");
   w.Copy(d, len);
-  PutVarint(&s.lits, lit_run);
+  PutVarint(&s().lits, lit_run);
   lit_run = 0;
-  s.lens.push_back(static_cast<char>(len - 3));
-  const int rank = w.Rank(p, len, d);
-  PutVarint(&s.ranks, static_cast<uint64_t>(rank + 1));
-  if (rank < 0) {
-    s.dists.push_back(static_cast<char>((d - 1) & 0xff));
-    s.dists.push_back(static_cast<char>((d - 1) >> 8));
-  }
+  pending.push_back({p, static_cast<uint16_t>(len), static_cast<uint16_t>(d), &s()});
+  ++s().pending;
   ++matches;
   frame_plain += len;
   return Status::OK();
 }
 
 void TokenAnalyzer::Impl::EndBlock(BitReader& r) {
-  s.ops += block_ops;
+  s().ops += block_ops;
   if (final_block) {
     const int pad = static_cast<int>((8 - r.pos() % 8) % 8);
-    s.ops.push_back(static_cast<char>(r.Read(pad)));
+    s().ops.push_back(static_cast<char>(r.Read(pad)));
     done = true;
-  }
-  if (done || frame_plain >= kTokenFramePlain) {
-    frames.push_back(s.Serialize());
-    s.Clear();
+  } else if (frame_plain >= kTokenFramePlain) {
+    open.emplace_back();  // the next blocks go to a new frame
     frame_plain = 0;
   }
 }
@@ -399,8 +460,10 @@ Status TokenAnalyzer::Impl::Run(bool last) {
       if (!end && r.pos() == before) RETURN_IF_ERROR(Token(r, &end));  // near the end
     }
     if (r.Overrun()) return Bad(before, "stream ends early");
-    w.Trim(w.end());
+    if (!pending.empty() && w.end() >= pending.front().pos + kMaxMatch) Model(false);
+    w.Trim(pending.empty() ? w.end() : pending.front().pos);
   }
+  Model(false);
   const size_t drop = static_cast<size_t>(r.pos() >> 3);
   in.erase(0, drop);
   consumed_bytes += drop;
@@ -424,6 +487,7 @@ Status TokenAnalyzer::Feed(std::string_view deflate) {
 Status TokenAnalyzer::Finish() {
   if (!impl_->error.ok()) return impl_->error;
   RETURN_IF_ERROR(impl_->Run(true));
+  impl_->Model(true);
   if (!impl_->done) return impl_->Bad(impl_->in_bit, "stream ends before its final block");
   if (!impl_->in.empty()) return impl_->Bad(impl_->in_bit, "bytes after the final block");
   return Status::OK();
@@ -561,7 +625,6 @@ class TokenEncoder : public Encoder {
   State state_ = State::kBlock;
   bool final_ = false;
   uint64_t matches_left_ = 0, run_left_ = 0, stored_left_ = 0;
-  int match_len_ = 0;
   uint16_t lit_code_[288], dist_code_[32];
   uint8_t lit_len_[288], dist_len_[32];
   uint64_t acc_ = 0, bit_pos_ = 0;
@@ -637,40 +700,42 @@ Status TokenEncoder::Literals(bool last, std::string* out) {
     return Status::OK();
   }
   if (matches_left_ == 0) return EndOfBlock(out);
-  uint8_t l8 = 0;
-  RETURN_IF_ERROR(fr_.U8(kLens, &l8));
-  match_len_ = l8 + 3;
   state_ = State::kMatch;
   return Status::OK();
 }
 
-// The pending match, once its bytes are here (*wait otherwise).
+// The next match, once the 258 bytes after it are here (*wait otherwise):
+// its rank and length depend on the longest matches there.
 Status TokenEncoder::Match(bool last, bool* wait, std::string* out) {
-  const int len = match_len_;
-  if (pos_ + uint64_t(len) > w_.end()) {
-    if (last) return Status::Corruption("deflate tokens: a match passes the plain data's end");
+  if (pos_ + kMaxMatch > w_.end() && !last) {
     *wait = true;
     return Status::OK();
   }
-  uint64_t rank1 = 0;
+  const int cap = static_cast<int>(std::min<uint64_t>(kMaxMatch, w_.end() - pos_));
+  uint64_t rank1 = 0, len_code = 0;
   RETURN_IF_ERROR(fr_.Var(kRanks, &rank1));
   uint64_t dist = 0;
   if (rank1 == 0) {
     std::string_view d;
     RETURN_IF_ERROR(fr_.Take(kDists, 2, &d));
     dist = (uint64_t(uint8_t(d[0])) | uint64_t(uint8_t(d[1])) << 8) + 1;
-  } else if (rank1 <= uint64_t(kTokenMaxWalk)) {
-    dist = w_.Find(pos_, len, static_cast<int>(rank1 - 1));
+  } else if (rank1 <= 2 * uint64_t(kTokenMaxWalk)) {
+    dist = w_.Find(pos_, rank1, cap);
   }
-  // The copy must give the plain bytes, or the stream would decode to others.
-  if (dist == 0 || dist > pos_ || !w_.MatchAtLeast(pos_ - dist, pos_, len))
+  if (dist == 0 || dist > pos_)
     return fr_.Bad("match at plain offset " + std::to_string(pos_) + ",");
-  const int lc = LengthCode(len), dc = DistCode(static_cast<int>(dist));
+  RETURN_IF_ERROR(fr_.Var(kLens, &len_code));
+  // The copy must give the plain bytes, or the stream would decode to others.
+  const int longest = w_.MatchLen(pos_ - dist, pos_, cap);
+  const uint64_t len = len_code == 0 ? uint64_t(longest) : len_code + 2;
+  if (len < 3 || len > uint64_t(longest) || (len_code != 0 && len == uint64_t(longest)))
+    return fr_.Bad("match length at plain offset " + std::to_string(pos_) + ",");
+  const int lc = LengthCode(static_cast<int>(len)), dc = DistCode(static_cast<int>(dist));
   RETURN_IF_ERROR(PutSym(lit_code_, lit_len_, 257 + lc, out));
   Put(static_cast<uint32_t>(len - kLenBase[lc]), kLenExtra[lc], out);
   RETURN_IF_ERROR(PutSym(dist_code_, dist_len_, dc, out));
   Put(static_cast<uint32_t>(dist - kDistBase[dc]), kDistExtra[dc], out);
-  pos_ += uint64_t(len);
+  pos_ += len;
   --matches_left_;
   RETURN_IF_ERROR(fr_.Var(kLits, &run_left_));
   state_ = State::kLiterals;

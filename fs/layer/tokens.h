@@ -7,14 +7,19 @@
 // whole blocks covering at least kTokenFramePlain plain bytes: each block's
 // header as found (a dynamic block's Huffman header as its raw bits, the pad
 // bits before a stored block's length, the pad bits after the final block),
-// and its tokens. Literals cost nothing: they are the plain data. A match is
-// its length and, instead of its distance, the rank of the position it copies
-// from among the earlier positions on the same 3-byte hash chain whose match
-// is at least as long (preflate's idea): encoders take the nearest or the
-// longest candidate, so the rank is mostly 0. A distance not found within
-// kTokenMaxWalk chain steps is written out. The writer runs the same chains
-// over the plain data and turns ranks back into distances; it then writes
-// the tokens with each block's own Huffman codes, bit for bit.
+// and its tokens. Literals cost nothing: they are the plain data. A match
+// costs, instead of its distance, the rank of the position it copies from
+// among the records of the 3-byte hash chain at its position (nearest first,
+// the candidates whose match is longer than every nearer one's: encoders take
+// the nearest or the longest candidate they know of, so the rank is small),
+// and, instead of its length, 0 when it is the longest match at that
+// distance (as encoders extend them). Both are measured on at most 258 bytes
+// past the position (fewer at the end of the member), so a match is decided
+// only once they are decoded. preflate's idea, simplified. A candidate that
+// is no record is named by its rank among all candidates with a match; a
+// distance not within the first kTokenMaxWalk chain steps is written out. The writer runs the same
+// chains over the plain data, turns ranks back into distances, and writes the tokens with each
+// block's own Huffman codes.
 //
 // Frame (before its zstd compression), all integers LEB128 varints unless
 // noted:
@@ -26,8 +31,9 @@
 //          and after a final block: pad u8 (value of the bits up to the byte boundary)
 //   lits:  per block match_count + 1 literal run lengths (before each match, then before
 //          the end of block)
-//   lens:  per match: length - 3, u8
-//   ranks: per match: 0 = the distance is in dists, else rank + 1
+//   ranks: per match: 0 = the distance is in dists; 2r + 1 = record r; 2m + 2 = the
+//          m-th candidate with a match of at least 3 bytes, when it is no record
+//   lens:  per match: 0 = the longest match at its distance, else length - 2
 //   dists: per match with rank 0: distance - 1, u16 little-endian
 #ifndef COFFERLAYER_TOKENS_H_
 #define COFFERLAYER_TOKENS_H_
