@@ -14,6 +14,11 @@
 # `docker rmi -f ID`, caches dropped, `docker pull` timed; the pulled image ID must
 # equal the pushed one (docker verifies every layer digest while pulling).
 #
+# --client skopeo: the same tars as skopeo dir: images (uncompressed layer),
+# pushed with `skopeo copy --dest-compress` (containers/image compresses with
+# pgzip, as podman and buildah do: coffer re-stores these as deflate tokens);
+# pulls are still `docker pull`, the image ID being the config's digest.
+#
 # Output: markdown on stdout, saved to bench/results/layers-YYYYMMDD.md unless
 # -o - ; progress on stderr. Root, dockerd, docker-registry (COFFER_WITH_BENCH=1
 # scripts/install-deps.sh), the corpus (../shared/bench/make-corpus.sh).
@@ -27,17 +32,20 @@ TIMEOUT=1800
 OUT=$SCRIPT_DIR/results/layers-$(date +%Y%m%d).md
 COFFER=${COFFER:-/work/main/build/bin/coffer}
 IMAGES=(tools ruby cache base2)
+CLIENT=docker
 while (($#)); do
   case $1 in
+    --client) CLIENT=${2:?}; shift 2 ;;
     -r) REPS=${2:?}; shift 2 ;;
     --corpus) CORPUS=${2:?}; shift 2 ;;
     --work) WORK=${2:?}; shift 2 ;;
     -o) OUT=${2:?}; shift 2 ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     *) echo "unknown option: $1 (see --help)" >&2; exit 64 ;;
   esac
 done
 [[ $REPS =~ ^[1-9][0-9]*$ ]] || { echo "-r wants a positive integer" >&2; exit 64; }
+[[ $CLIENT == docker || $CLIENT == skopeo ]] || { echo "--client wants docker or skopeo" >&2; exit 64; }
 
 rm -rf "$WORK"; mkdir -p "$WORK"
 PROGRESS=$WORK/progress.log LOG=$WORK/commands.log RESULTS=$WORK/results.tsv REP=0
@@ -57,11 +65,30 @@ declare -A ID PORTS PIDS STORES
 # Each tar gets a random /.layerbench-id appended, so no image already on this
 # dockerd shares its layer: a pull after `docker rmi` really downloads it.
 mkdir -p "$WORK/marker"
+# dir_image DIR TAR: a skopeo dir: image of TAR as its one uncompressed layer
+# (TAR moves into it); prints the config digest, the image ID docker will see.
+dir_image() {
+  local dir=$1 tar=$2 l c
+  mkdir -p "$dir"
+  l=$(sha256sum "$tar" | cut -d' ' -f1)
+  printf '{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":["sha256:%s"]},"config":{}}' "$l" >"$dir/cfg"
+  c=$(sha256sum "$dir/cfg" | cut -d' ' -f1)
+  mv "$dir/cfg" "$dir/$c"
+  printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%s","size":%d},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"sha256:%s","size":%d}]}' \
+    "$c" "$(stat -c %s "$dir/$c")" "$l" "$(stat -c %s "$tar")" >"$dir/manifest.json"
+  echo "Directory Transport Version: 1.1" >"$dir/version"
+  mv "$tar" "$dir/$l"
+  echo "sha256:$c"
+}
 for n in "${IMAGES[@]}"; do
   head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$WORK/marker/.layerbench-id"
   cp "$CORPUS/tars/$n.tar" "$WORK/$n.tar"
   tar --append -f "$WORK/$n.tar" -C "$WORK/marker" ./.layerbench-id
-  ID[$n]=$(docker import "$WORK/$n.tar" "layerbench/$n:src" 2>>"$LOG")
+  if [[ $CLIENT == skopeo ]]; then
+    ID[$n]=$(dir_image "$WORK/src-$n" "$WORK/$n.tar")
+  else
+    ID[$n]=$(docker import "$WORK/$n.tar" "layerbench/$n:src" 2>>"$LOG")
+  fi
   rm -f "$WORK/$n.tar"
   log "imported $n.tar (+ marker): ${ID[$n]}"
 done
@@ -79,8 +106,13 @@ for REG in coffer distribution; do
   PORTS[$REG]=$PORT PIDS[$REG]=$REG_PID STORES[$REG]=$STORE
   for n in "${IMAGES[@]}"; do
     ref=127.0.0.1:$PORT/layerbench/$n:1
-    docker tag "${ID[$n]}" "$ref"
-    timed "$LOG" docker push "$ref" || die "docker push $ref failed (see $LOG)"
+    if [[ $CLIENT == skopeo ]]; then
+      timed "$LOG" skopeo copy -q --dest-compress --dest-tls-verify=false "dir:$WORK/src-$n" "docker://$ref" ||
+        die "skopeo copy to $ref failed (see $LOG)"
+    else
+      docker tag "${ID[$n]}" "$ref"
+      timed "$LOG" docker push "$ref" || die "docker push $ref failed (see $LOG)"
+    fi
     record "$REG" "push_$n" "$ELAPSED"
     log "$REG: pushed $n in $ELAPSED s"
   done
@@ -120,10 +152,14 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "—"; else pri
 {
   echo "# Layers benchmark: coffer serve (layers re-stored) vs distribution"
   echo
-  echo "Run $(date -u '+%Y-%m-%d %H:%M') UTC: \`bench/layers_bench.sh -r $REPS\`"
+  echo "Run $(date -u '+%Y-%m-%d %H:%M') UTC: \`bench/layers_bench.sh -r $REPS --client $CLIENT\`"
   echo
   echo "**Machine:** nproc $(nproc), $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg) at the end."
-  echo "**Images:** \`docker import\` of $CORPUS/tars/{${IMAGES[*]}}.tar (one layer each, gzip by dockerd)."
+  if [[ $CLIENT == skopeo ]]; then
+    echo "**Images:** skopeo dir: images of $CORPUS/tars/{${IMAGES[*]}}.tar, pushed by \`skopeo copy --dest-compress\` (one layer each, pgzip by containers/image); pulled by \`docker pull\`."
+  else
+    echo "**Images:** \`docker import\` of $CORPUS/tars/{${IMAGES[*]}}.tar (one layer each, gzip by dockerd)."
+  fi
   echo
   echo "| | coffer | distribution | coffer / distribution |"
   echo "|---|---:|---:|---:|"
@@ -137,7 +173,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "—"; else pri
   done
   echo "| docker pull, sum of the medians s | $pc | $pd | **$(ratio "$pc" "$pd")** |"
   for n in "${IMAGES[@]}"; do
-    echo "| docker push $n s | $(med coffer "push_$n") | $(med distribution "push_$n") | $(ratio "$(med coffer "push_$n")" "$(med distribution "push_$n")") |"
+    echo "| $CLIENT push $n s | $(med coffer "push_$n") | $(med distribution "push_$n") | $(ratio "$(med coffer "push_$n")" "$(med distribution "push_$n")") |"
   done
   echo "| registry CPU per pull, median s | $(med coffer pull_cpu) | $(med distribution pull_cpu) | |"
   echo "| dockerd CPU per pull, median s | $(med coffer pull_dcpu) | $(med distribution pull_dcpu) | |"

@@ -29,6 +29,7 @@ declare -A SOURCES=(
   [names]="$REG/names.cc $CS/status.cc"
   [manifest]="$REG/manifest.cc $REG/names.cc $CS/status.cc $HERE/fuzz/boost_json_src.cc"
   [tar]="$ROOT/fs/layer/tar.cc $CS/status.cc"
+  [tokens]="$ROOT/fs/layer/tokens.cc $CS/status.cc"
   # every registry source but the sockets (server.cc) and tests, so the list
   # follows the registry as it grows
   [handler]="$(ls "$REG"/*.cc | grep -v -e '_test\.cc$' -e '/server\.cc$' | tr '\n' ' ')
@@ -44,11 +45,12 @@ TARGETS=(
   "manifest manifest            65536"
   "http     handler             65536"
   "tar      tar                 65536"
+  "tokens   tokens              65536"
 )
 
 FLAGS=(-std=c++20 -O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all
        -DBOOST_ASIO_NO_DEPRECATED -I"$ROOT/chunkstore/include" -I"$CS" -I"$REG" -I"$ROOT/registry/include" -I"$ROOT/fs/layer")
-LIBS=(-lzstd -lxxhash -lcrypto -lcrypt)
+LIBS=(-lzstd -lxxhash -lcrypto -lcrypt -lz)
 
 # obj SRC: compiles SRC once (instrumented) and prints the object's path.
 obj() {
