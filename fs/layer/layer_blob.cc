@@ -282,6 +282,23 @@ Status VerifySegments(Repository* repo, std::string_view digest, const LayerReci
   return Status::OK();
 }
 
+// A token recipe's frames are segments too (checkpoints at their starts):
+// kept only if the segments re-create `digest`, else the recipe loses them
+// and reads are sequential.
+Status VerifyTokenSegments(Repository* repo, std::string_view digest, const LayerRecipe& recipe,
+                           const std::vector<ChunkRef>& chunks, const std::function<bool()>& stop,
+                           std::string* encoding) {
+  if (!SegmentedReconstructor::Supports(recipe)) return Status::OK();
+  Status st = VerifySegments(repo, digest, recipe, chunks, stop);
+  if (st.code() == chunkstore::Code::kUnavailable) return st;
+  if (!st.ok()) {
+    LayerRecipe sequential = recipe;
+    for (MemberRecipe& m : sequential.members) m.checkpoints.clear();
+    *encoding = sequential.Encode();
+  }
+  return Status::OK();
+}
+
 // Writes each segment's search hints, compressed, as chunks after the tar's
 // and notes their sizes in the recipe (recipe.h, version 3).
 Status AddHints(Repository* repo, const std::vector<std::string>& hints, MemberRecipe* m,
@@ -334,6 +351,7 @@ class TokenRecipeSink : public DecodeSink {
       return Member(Status::Corruption("tokens decode to " + std::to_string(m.plain_size) +
                                        " bytes, zlib to " + std::to_string(plain_)));
     m.trailer = std::string(trailer);
+    m.checkpoints = analyzer_->frame_starts();  // segments for parallel reads
     return Status::OK();
   }
   Status OnTail(std::string_view b) override {
@@ -431,6 +449,8 @@ Status VerifyForm(Repository* repo, std::string_view digest, std::string* encodi
   }
   if (rec) {
     RETURN_IF_ERROR(rec->Finish());
+    if (recipe->members[0].encoder.id == EncoderId::kTokens)
+      return VerifyTokenSegments(repo, digest, *recipe, chunks, stop, encoding);
     LayerRecipe with = *recipe;
     for (size_t i = 0; i < with.members.size(); ++i)
       with.members[i].checkpoints = rec->checkpoints(i);

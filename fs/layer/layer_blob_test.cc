@@ -326,6 +326,47 @@ TEST_F(LayerBlobTest, LargeGoLayerIsReadInSegments) {
   }
 }
 
+// A one-member token layer large enough for several frames is read in
+// segments, one per frame (checkpoints at the frames' starts), from any offset.
+TEST_F(LayerBlobTest, LargeTokenLayerIsReadInSegments) {
+  testing::WriteAll(tmp_ / "big.tar", Tar(24, 130));
+  const std::string odd = Shell(
+      "python3 -c 'import sys,zlib; c=zlib.compressobj(6, zlib.DEFLATED, -9, 9); "
+      "sys.stdout.buffer.write(c.compress(open(sys.argv[1],\"rb\").read())+c.flush())' " +
+      Quote(tmp_ / "big.tar") + " | python3 -c 'import sys; d=sys.stdin.buffer.read(); "
+      "import zlib,struct; t=open(sys.argv[1],\"rb\").read(); "
+      "sys.stdout.buffer.write(b\"\\x1f\\x8b\\x08\\0\\0\\0\\0\\0\\0\\xff\"+d+struct.pack(\"<II\", zlib.crc32(t), len(t) & 0xffffffff))' " +
+      Quote(tmp_ / "big.tar"));
+  ASSERT_GT(odd.size(), 4u << 20);
+  const std::string d = Put(odd);
+  auto rep = IngestLayer(repo_.get(), d);
+  ASSERT_TRUE(rep.ok()) << rep.status().ToString();
+  ASSERT_EQ(rep->outcome, IngestReport::Outcome::kReplaced) << rep->why;
+  auto layout = repo_->GetBlobLayout(d);
+  ASSERT_TRUE(layout.ok());
+  auto recipe = LayerRecipe::Decode(layout->encoding);
+  ASSERT_TRUE(recipe.ok()) << recipe.status().ToString();
+  const MemberRecipe& m = recipe->members[0];
+  ASSERT_EQ(m.encoder.id, EncoderId::kTokens);
+  EXPECT_GE(m.checkpoints.size(), 3u);
+  EXPECT_EQ(m.hint_sizes.size(), m.checkpoints.size() + 1);
+  EXPECT_TRUE(SegmentedReconstructor::Supports(*recipe));
+  auto b = repo_->OpenBlob(d);
+  ASSERT_TRUE(b.ok());
+  std::mt19937_64 rng(6);
+  std::vector<uint64_t> offsets = {odd.size() - 100, 0, odd.size() / 2, odd.size() / 3, 17};
+  for (int i = 0; i < 8; ++i) offsets.push_back(rng() % odd.size());
+  for (uint64_t off : offsets) {
+    size_t n = 1 + rng() % 300000;
+    std::string got(n, '\0');
+    auto r = (*b)->ReadAt(off, n, got.data());
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    got.resize(*r);
+    EXPECT_TRUE(got == odd.substr(off, n)) << "offset " << off;
+  }
+  EXPECT_EQ(Read(d, 0, odd.size()), odd);
+}
+
 // Search hints that are not the encoder's (valid zstd frames, wrong
 // decisions) are never served as a complete blob: the digest check fails.
 TEST_F(LayerBlobTest, WrongSearchHintsAreDetectedNotServed) {

@@ -112,8 +112,10 @@ void EncodeCheckpoints(const MemberRecipe& m, std::string* out) {
 void DecodeCheckpoints(Reader& r, MemberRecipe* m) {
   uint64_t n = r.Varint("checkpoint count");
   if (n > kMaxMemberCheckpoints) return r.Invalid("checkpoint count");
-  if (n > 0 && (m->encoder.id != EncoderId::kGoFlate ||
-                !GoFlateWriter::SupportsCheckpoints(m->encoder.level))) {
+  const bool tokens = m->encoder.id == EncoderId::kTokens;  // frame boundaries
+  if (n > 0 && !tokens &&
+      (m->encoder.id != EncoderId::kGoFlate ||
+       !GoFlateWriter::SupportsCheckpoints(m->encoder.level))) {
     return r.Invalid("checkpoints for an encoder without them");
   }
   uint64_t plain = 0, bits = 0;
@@ -154,7 +156,8 @@ void DecodeHints(Reader& r, uint8_t version, MemberRecipe* m) {
   uint64_t n = r.Varint("hint count");
   if (!r.ok()) return;
   if (m->encoder.id == EncoderId::kTokens) {
-    if (version < kRecipeVersionTokens || m->hint_after != 0 || n == 0 || !m->checkpoints.empty() ||
+    if (version < kRecipeVersionTokens || m->hint_after != 0 || n == 0 ||
+        (!m->checkpoints.empty() && m->checkpoints.size() + 1 != n) ||
         n > m->plain_size / kTokenFramePlain + 1)
       return r.Invalid("token frame count");
     for (uint64_t i = 0; i < n && r.ok(); ++i) {

@@ -257,10 +257,11 @@ struct SegmentedReconstructor::Shared {
 };
 
 bool SegmentedReconstructor::Supports(const LayerRecipe& r) {
-  return r.compression == LayerCompression::kGzip && r.members.size() == 1 &&
-         r.members[0].encoder.id == EncoderId::kGoFlate &&
-         GoFlateWriter::SupportsCheckpoints(r.members[0].encoder.level) &&
-         !r.members[0].checkpoints.empty();
+  if (r.compression != LayerCompression::kGzip || r.members.size() != 1) return false;
+  const MemberRecipe& m = r.members[0];
+  if (m.checkpoints.empty()) return false;
+  if (m.encoder.id == EncoderId::kTokens) return m.hint_sizes.size() == m.checkpoints.size() + 1;
+  return m.encoder.id == EncoderId::kGoFlate && GoFlateWriter::SupportsCheckpoints(m.encoder.level);
 }
 
 SegmentedReconstructor::SegmentedReconstructor(LayerRecipe recipe, std::string expected_digest,
@@ -273,7 +274,8 @@ SegmentedReconstructor::SegmentedReconstructor(LayerRecipe recipe, std::string e
   starts_.push_back(0);
   for (const GoFlateCheckpoint& cp : m.checkpoints)
     starts_.push_back(m.header.size() + cp.bit_offset / 8);
-  if (m.hint_after == kGoFlateHintAfter) {  // else (another rule) search in full
+  // Search hints (unless another rule's: then search in full), or token frames.
+  if (m.hint_after == kGoFlateHintAfter || m.encoder.id == EncoderId::kTokens) {
     uint64_t at = m.plain_size;
     for (uint64_t n : m.hint_sizes) {
       hint_starts_.push_back(at);
@@ -334,9 +336,10 @@ Result<std::string> SegmentedReconstructor::Make(size_t i) {
   const MemberRecipe& m = recipe_.members[0];
   const GoFlateCheckpoint* from = i > 0 ? &m.checkpoints[i - 1] : nullptr;
   const GoFlateCheckpoint* to = i < m.checkpoints.size() ? &m.checkpoints[i] : nullptr;
+  const bool tokens = m.encoder.id == EncoderId::kTokens;
   const uint64_t begin = from ? from->window_base : 0;
-  const uint64_t end =
-      to ? std::min(m.plain_size, to->plain_offset + kGoFlateSegmentLookahead) : m.plain_size;
+  const uint64_t lookahead = tokens ? 258 : kGoFlateSegmentLookahead;
+  const uint64_t end = to ? std::min(m.plain_size, to->plain_offset + lookahead) : m.plain_size;
   std::string plain(end - begin, '\0');
   for (uint64_t got = 0; got < plain.size();) {
     ASSIGN_OR_RETURN(size_t n, read_(begin + got, plain.size() - got, plain.data() + got));
@@ -350,12 +353,18 @@ Result<std::string> SegmentedReconstructor::Make(size_t i) {
     if (n != frame.size())
       return Status::Corruption("layer " + expected_ + ": search hints of segment " +
                                 std::to_string(i) + " end early");
-    auto h = DecompressHints(frame, 3 * (end - begin) + 64);
+    auto h = DecompressHints(frame, tokens ? kMaxTokenFrame : 3 * (end - begin) + 64);
     if (!h.ok())
-      return h.status().Annotate("layer " + expected_ + ": hints of segment " + std::to_string(i));
+      return h.status().Annotate("layer " + expected_ + ": " +
+                                 (tokens ? "token frame " : "hints of segment ") +
+                                 std::to_string(i));
     hints = std::move(h).value();
   }
-  ASSIGN_OR_RETURN(std::string seg, GoFlateSegment(m.encoder.level, from, to, plain, hints));
+  auto made = tokens ? TokenSegment(std::move(hints), from, to, plain)
+                     : GoFlateSegment(m.encoder.level, from, to, plain, hints);
+  if (!made.ok())
+    return made.status().Annotate("layer " + expected_ + ": segment " + std::to_string(i));
+  std::string seg = std::move(made).value();
   if (!from) seg.insert(0, m.header);
   if (!to) seg.append(m.trailer).append(recipe_.tail);
   return seg;

@@ -166,7 +166,9 @@ void PutVarint(std::string* s, uint64_t v) {
 // hash chains over it (every position inserted, as zlib at its best levels).
 class Window {
  public:
-  Window() : head_(kHashSize, -1), prev_(kWindow, -1) {}
+  // `base`: the member offset of the first byte Append will add.
+  explicit Window(uint64_t base = 0)
+      : base_(base), head_(kHashSize, -1), prev_(kWindow, -1), next_(base) {}
   uint64_t end() const { return base_ + buf_.size(); }
   uint8_t At(uint64_t p) const { return static_cast<uint8_t>(buf_[p - base_]); }
   const char* Ptr(uint64_t p) const { return buf_.data() + (p - base_); }
@@ -264,9 +266,9 @@ class Window {
   }
 
   std::string buf_;
-  uint64_t base_ = 0;  // member offset of buf_[0]
+  uint64_t base_;  // member offset of buf_[0]
   std::vector<int64_t> head_, prev_;
-  uint64_t next_ = 0;  // first position not yet inserted
+  uint64_t next_;  // first position not yet inserted
 };
 
 struct Streams {
@@ -307,6 +309,7 @@ struct TokenAnalyzer::Impl {
   std::deque<Streams> open{1};  // frames not serialized yet; back() gets new blocks
   std::deque<Pending> pending;
   std::vector<std::string> frames;
+  std::vector<GoFlateCheckpoint> starts;  // of frames 1, 2, ...
   uint64_t frame_plain = 0;
   bool in_block = false, final_block = false, done = false;
   uint8_t block_kind = 0;
@@ -444,6 +447,12 @@ void TokenAnalyzer::Impl::EndBlock(BitReader& r) {
   } else if (frame_plain >= kTokenFramePlain) {
     open.emplace_back();  // the next blocks go to a new frame
     frame_plain = 0;
+    GoFlateCheckpoint cp;
+    cp.plain_offset = w.end();
+    cp.bit_offset = consumed_bytes * 8 + r.pos();
+    cp.window_base =
+        cp.plain_offset < 2 * kWindow ? 0 : (cp.plain_offset - kWindow) / kWindow * kWindow;
+    starts.push_back(cp);
   }
 }
 
@@ -495,6 +504,7 @@ Status TokenAnalyzer::Finish() {
 
 std::vector<std::string> TokenAnalyzer::TakeFrames() { return std::move(impl_->frames); }
 uint64_t TokenAnalyzer::plain_size() const { return impl_->w.end(); }
+const std::vector<GoFlateCheckpoint>& TokenAnalyzer::frame_starts() const { return impl_->starts; }
 
 // ---------------------------------------------------------------- writer
 namespace {
@@ -564,6 +574,30 @@ class TokenEncoder : public Encoder {
  public:
   TokenEncoder(size_t frames, TokenFrameSource source)
       : frames_(frames), source_(std::move(source)) {}
+  // One frame alone (TokenSegment): plain data from `window_base`, encoding
+  // from `from`; with `stop_at_frame_end`, done when the frame's blocks are.
+  TokenEncoder(TokenFrameSource source, uint64_t window_base, uint64_t pos, uint64_t bit_pos,
+               bool stop_at_frame_end)
+      : frames_(1),
+        source_(std::move(source)),
+        w_(window_base),
+        pos_(pos),
+        bit_pos_(bit_pos),
+        nbits_(static_cast<int>(bit_pos % 8)),
+        segment_(stop_at_frame_end) {}
+  // The last byte's bits so far (segment ends that are not byte aligned).
+  void FlushPartial(std::string* out) {
+    if (nbits_ > 0) out->push_back(static_cast<char>(acc_));
+    acc_ = 0;
+    nbits_ = 0;
+  }
+  bool done() const { return state_ == State::kDone; }
+  // Writes what the plain data at hand allows, taking it as all there is
+  // (a segment's plain data reaches 258 bytes past its end, or the member's).
+  Status Drain(std::string* out) {
+    if (!error_.ok()) return error_;
+    return error_ = Run(true, out);
+  }
 
   Status Write(std::string_view in, std::string* out) override {
     if (!error_.ok()) return error_;
@@ -629,12 +663,17 @@ class TokenEncoder : public Encoder {
   uint8_t lit_len_[288], dist_len_[32];
   uint64_t acc_ = 0, bit_pos_ = 0;
   int nbits_ = 0;
+  bool segment_ = false;
   Status error_;
 };
 
 Status TokenEncoder::NextBlock(std::string* out) {
   if (!have_frame_ || !fr_.OpsLeft()) {
     if (have_frame_ && !fr_.AllUsed()) return fr_.Bad("streams left over at its end,");
+    if (have_frame_ && segment_) {  // the frame's blocks are written
+      state_ = State::kDone;
+      return Status::OK();
+    }
     if (next_frame_ >= frames_)
       return Status::Corruption("deflate tokens: the frames end before the final block");
     ASSIGN_OR_RETURN(std::string f, source_(next_frame_));
@@ -809,6 +848,28 @@ Status TokenEncoder::Run(bool last, std::string* out) {
 
 std::unique_ptr<Encoder> NewTokenEncoder(size_t frames, TokenFrameSource source) {
   return std::make_unique<TokenEncoder>(frames, std::move(source));
+}
+
+Result<std::string> TokenSegment(std::string frame, const GoFlateCheckpoint* from,
+                                 const GoFlateCheckpoint* to, std::string_view plain) {
+  const uint64_t base = from ? from->window_base : 0;
+  TokenEncoder enc([&frame](size_t) -> Result<std::string> { return std::move(frame); }, base,
+                   from ? from->plain_offset : 0, from ? from->bit_offset : 0, to != nullptr);
+  std::string out;
+  // The window before the frame: appended and skipped (its positions are
+  // inserted into the chains as the first match asks for them).
+  const uint64_t start = from ? from->plain_offset : 0;
+  if (start - base > plain.size())
+    return Status::InvalidArgument("token segment: plain data ends before the frame");
+  RETURN_IF_ERROR(enc.Write(plain, &out));
+  RETURN_IF_ERROR(to ? enc.Drain(&out) : enc.Finish(&out));
+  if (to) {
+    // With the frame's blocks done the next position must be `to`.
+    if (!enc.done())
+      return Status::Corruption("deflate tokens: a frame does not end at its recorded end");
+    enc.FlushPartial(&out);
+  }
+  return out;
 }
 
 }  // namespace cofferlayer

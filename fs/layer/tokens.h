@@ -69,6 +69,10 @@ class TokenAnalyzer {
   // The frames completed since the last call, uncompressed.
   std::vector<std::string> TakeFrames();
   uint64_t plain_size() const;
+  // Where frames 1, 2, ... start: plain offset and DEFLATE bit offset, with a
+  // window_base at least 32 KiB before (a multiple of it), so that a frame
+  // can be written on its own (TokenSegment).
+  const std::vector<GoFlateCheckpoint>& frame_starts() const;
 
  private:
   struct Impl;
@@ -82,6 +86,15 @@ using TokenFrameSource = std::function<Result<std::string>(size_t i)>;
 // `frames` frames describe. Corruption (naming the frame) when they do not
 // fit the plain data.
 std::unique_ptr<Encoder> NewTokenEncoder(size_t frames, TokenFrameSource source);
+
+// One frame written on its own, as GoFlateSegment does for goflate: the
+// stream's bytes floor(from.bit_offset / 8) .. ceil(to.bit_offset / 8), bits
+// outside the range zero (consecutive segments OR the byte they share).
+// `from` null: the first frame; `to` null: the last. `plain` holds the plain
+// data from from.window_base (0 without `from`) to to.plain_offset + 258, or
+// to the member's end.
+Result<std::string> TokenSegment(std::string frame, const GoFlateCheckpoint* from,
+                                 const GoFlateCheckpoint* to, std::string_view plain);
 
 }  // namespace cofferlayer
 

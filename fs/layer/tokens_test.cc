@@ -139,6 +139,52 @@ TEST(TokensTest, GoFlateAndOddSplitsComeBack) {
   }
 }
 
+// Each frame written alone from its recorded start (TokenSegment), the
+// segments joined by OR-ing the byte two of them share, is the stream.
+TEST(TokensTest, FramesWrittenAloneJoinToTheStream) {
+  const std::string plain = MixedData(6, 5 << 20);
+  for (int level : {1, 6, 9}) {
+    SCOPED_TRACE("zlib level " + std::to_string(level));
+    const std::string deflate = ZlibDeflate(plain, {level, 8, Z_DEFAULT_STRATEGY, 0, 0});
+    TokenAnalyzer a;
+    ASSERT_TRUE(a.Feed(deflate).ok());
+    ASSERT_TRUE(a.Finish().ok());
+    std::vector<std::string> frames = a.TakeFrames();
+    const std::vector<GoFlateCheckpoint> starts = a.frame_starts();
+    ASSERT_EQ(starts.size() + 1, frames.size());
+    ASSERT_GE(starts.size(), 3u);
+    std::string joined;
+    for (size_t i = 0; i < frames.size(); ++i) {
+      const GoFlateCheckpoint* from = i ? &starts[i - 1] : nullptr;
+      const GoFlateCheckpoint* to = i < starts.size() ? &starts[i] : nullptr;
+      if (from) {
+        EXPECT_EQ(from->window_base % 32768, 0u);
+        EXPECT_GE(from->plain_offset - from->window_base, from->plain_offset < 65536 ? 0u : 32768u);
+      }
+      const uint64_t begin = from ? from->window_base : 0;
+      const uint64_t end =
+          to ? std::min<uint64_t>(plain.size(), to->plain_offset + 258) : plain.size();
+      auto seg =
+          TokenSegment(frames[i], from, to, std::string_view(plain).substr(begin, end - begin));
+      ASSERT_TRUE(seg.ok()) << i << ": " << seg.status().ToString();
+      ASSERT_FALSE(seg->empty());
+      std::string_view b = *seg;
+      if (from && from->bit_offset % 8) {  // the shared byte
+        ASSERT_FALSE(joined.empty());
+        joined.back() = static_cast<char>(joined.back() | b[0]);
+        b.remove_prefix(1);
+      }
+      joined.append(b);
+      EXPECT_EQ(joined.size(), to ? (to->bit_offset + 7) / 8 : deflate.size()) << i;
+    }
+    EXPECT_TRUE(joined == deflate);
+    // A frame written from another frame's start fails or differs.
+    auto wrong = TokenSegment(frames[2], &starts[0], &starts[1],
+                              std::string_view(plain).substr(starts[0].window_base));
+    EXPECT_TRUE(!wrong.ok() || *wrong != deflate.substr(starts[0].bit_offset / 8, wrong->size()));
+  }
+}
+
 TEST(TokensTest, TinyStreams) {
   for (const std::string& plain : {std::string(), std::string("a"), std::string("abcabcabc")}) {
     for (int level : {0, 1, 9}) {
