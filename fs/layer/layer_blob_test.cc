@@ -96,6 +96,24 @@ class LayerBlobTest : public ::testing::Test {
     return out;
   }
   // The whole blob includes its end: the digest check fails, naming the blob.
+  // Reads of one open blob at the end, the start, the middle, backwards and
+  // at `random` random offsets, each of up to 300000 bytes, all exact.
+  void ExpectReadsAnywhere(const std::string& d, const std::string& blob, uint64_t seed,
+                           int random) {
+    auto b = repo_->OpenBlob(d);
+    ASSERT_TRUE(b.ok());
+    std::mt19937_64 rng(seed);
+    std::vector<uint64_t> offsets = {blob.size() - 100, 0, blob.size() / 2, blob.size() / 3, 17};
+    for (int i = 0; i < random; ++i) offsets.push_back(rng() % blob.size());
+    for (uint64_t off : offsets) {
+      size_t n = 1 + rng() % 300000;
+      std::string got(n, '\0');
+      auto r = (*b)->ReadAt(off, n, got.data());
+      ASSERT_TRUE(r.ok()) << r.status().ToString();
+      got.resize(*r);
+      EXPECT_TRUE(got == blob.substr(off, n)) << "offset " << off;
+    }
+  }
   void ExpectWholeReadFails(const std::string& d, size_t size) {
     auto b = repo_->OpenBlob(d);
     ASSERT_TRUE(b.ok());
@@ -301,19 +319,7 @@ TEST_F(LayerBlobTest, LargeGoLayerIsReadInSegments) {
   EXPECT_EQ(m.hint_sizes.size(), m.checkpoints.size() + 1);
   EXPECT_EQ(g.layout.stored_size, g.tar.size() + g.recipe.HintBytes());
   EXPECT_EQ(Read(d, 0, gz.size() + 10), gz);
-  auto b = repo_->OpenBlob(d);
-  ASSERT_TRUE(b.ok());
-  std::mt19937_64 rng(5);
-  std::vector<uint64_t> offsets = {gz.size() - 100, 0, gz.size() / 2, gz.size() / 3, 17};
-  for (int i = 0; i < 12; ++i) offsets.push_back(rng() % gz.size());
-  for (uint64_t off : offsets) {
-    size_t n = 1 + rng() % 300000;
-    std::string got(n, '\0');
-    auto r = (*b)->ReadAt(off, n, got.data());
-    ASSERT_TRUE(r.ok()) << r.status().ToString();
-    got.resize(*r);
-    EXPECT_TRUE(got == gz.substr(off, n)) << "offset " << off;
-  }
+  ExpectReadsAnywhere(d, gz, 5, 12);
   // The same recipe without checkpoints (version 1) reads sequentially; a
   // fresh reader's first read far into the blob gets the right bytes too.
   m.checkpoints.clear();
@@ -333,9 +339,11 @@ TEST_F(LayerBlobTest, LargeTokenLayerIsReadInSegments) {
   const std::string odd = Shell(
       "python3 -c 'import sys,zlib; c=zlib.compressobj(6, zlib.DEFLATED, -9, 9); "
       "sys.stdout.buffer.write(c.compress(open(sys.argv[1],\"rb\").read())+c.flush())' " +
-      Quote(tmp_ / "big.tar") + " | python3 -c 'import sys; d=sys.stdin.buffer.read(); "
+      Quote(tmp_ / "big.tar") +
+      " | python3 -c 'import sys; d=sys.stdin.buffer.read(); "
       "import zlib,struct; t=open(sys.argv[1],\"rb\").read(); "
-      "sys.stdout.buffer.write(b\"\\x1f\\x8b\\x08\\0\\0\\0\\0\\0\\0\\xff\"+d+struct.pack(\"<II\", zlib.crc32(t), len(t) & 0xffffffff))' " +
+      "sys.stdout.buffer.write(b\"\\x1f\\x8b\\x08\\0\\0\\0\\0\\0\\0\\xff\"+d+struct.pack(\"<II\", "
+      "zlib.crc32(t), len(t) & 0xffffffff))' " +
       Quote(tmp_ / "big.tar"));
   ASSERT_GT(odd.size(), 4u << 20);
   const std::string d = Put(odd);
@@ -351,19 +359,7 @@ TEST_F(LayerBlobTest, LargeTokenLayerIsReadInSegments) {
   EXPECT_GE(m.checkpoints.size(), 3u);
   EXPECT_EQ(m.hint_sizes.size(), m.checkpoints.size() + 1);
   EXPECT_TRUE(SegmentedReconstructor::Supports(*recipe));
-  auto b = repo_->OpenBlob(d);
-  ASSERT_TRUE(b.ok());
-  std::mt19937_64 rng(6);
-  std::vector<uint64_t> offsets = {odd.size() - 100, 0, odd.size() / 2, odd.size() / 3, 17};
-  for (int i = 0; i < 8; ++i) offsets.push_back(rng() % odd.size());
-  for (uint64_t off : offsets) {
-    size_t n = 1 + rng() % 300000;
-    std::string got(n, '\0');
-    auto r = (*b)->ReadAt(off, n, got.data());
-    ASSERT_TRUE(r.ok()) << r.status().ToString();
-    got.resize(*r);
-    EXPECT_TRUE(got == odd.substr(off, n)) << "offset " << off;
-  }
+  ExpectReadsAnywhere(d, odd, 6, 8);
   EXPECT_EQ(Read(d, 0, odd.size()), odd);
 }
 
