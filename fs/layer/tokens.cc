@@ -587,6 +587,7 @@ class TokenEncoder : public Encoder {
         segment_(stop_at_frame_end) {}
   // The last byte's bits so far (segment ends that are not byte aligned).
   void FlushPartial(std::string* out) {
+    FlushWhole(out);
     if (nbits_ > 0) out->push_back(static_cast<char>(acc_));
     acc_ = 0;
     nbits_ = 0;
@@ -618,15 +619,21 @@ class TokenEncoder : public Encoder {
  private:
   enum class State { kBlock, kStored, kLiterals, kMatch, kDone };
 
+  // Bits go out 32 at a time (n <= 24, so acc_ never overflows); whole bytes
+  // still pending are flushed where the stream must be byte-aligned.
   void Put(uint32_t v, int n, std::string* out) {
     acc_ |= uint64_t(v) << nbits_;
     nbits_ += n;
-    while (nbits_ >= 8) {
-      out->push_back(static_cast<char>(acc_));
-      acc_ >>= 8;
-      nbits_ -= 8;
-    }
     bit_pos_ += n;
+    if (nbits_ >= 32) {
+      char b[4] = {char(acc_), char(acc_ >> 8), char(acc_ >> 16), char(acc_ >> 24)};
+      out->append(b, 4);
+      acc_ >>= 32;
+      nbits_ -= 32;
+    }
+  }
+  void FlushWhole(std::string* out) {
+    for (; nbits_ >= 8; nbits_ -= 8, acc_ >>= 8) out->push_back(static_cast<char>(acc_));
   }
   Status PutSym(const uint16_t* codes, const uint8_t* lens, int sym, std::string* out) {
     if (lens[sym] == 0)
@@ -794,6 +801,7 @@ Status TokenEncoder::EndBlock(std::string* out) {
   const int npad = static_cast<int>((8 - bit_pos_ % 8) % 8);
   if (pad >> npad) return fr_.Bad("final padding");
   Put(pad, npad, out);
+  FlushWhole(out);
   if (!fr_.AllUsed()) return fr_.Bad("streams left over after the final block,");
   if (next_frame_ != frames_)
     return Status::Corruption("deflate tokens: " + std::to_string(frames_ - next_frame_) +
@@ -812,6 +820,7 @@ Status TokenEncoder::Run(bool last, std::string* out) {
         break;
       case State::kStored: {
         const uint64_t n = std::min<uint64_t>(stored_left_, w_.end() - pos_);
+        FlushWhole(out);
         if (nbits_ != 0) return fr_.Bad("stored block alignment");
         if (n > 0) {
           out->append(w_.Ptr(pos_), static_cast<size_t>(n));  // byte-aligned here
