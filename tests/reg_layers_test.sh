@@ -19,15 +19,6 @@ new_repo "$R"
 serve_start "$R" "$M" 0 --dedup-layers
 PORT1=$PORT
 
-stat_of() { jq -r ".$1" "$M/.coffer/stats"; }
-# wait_ingested: every queued layer has been handled (60 s at most).
-wait_ingested() {
-  local deadline=$((SECONDS + 120))
-  until [[ $(stat_of layers_pending) == 0 ]]; do
-    ((SECONDS < deadline)) || fail "layers still pending after 120 s: $(cat "$M/.coffer/stats")"
-    sleep 0.2
-  done
-}
 
 make_payload_image 2000000
 IMG=$REG/lay/img:1

@@ -317,3 +317,14 @@ docker_payload() {
   done
   fail "docker save $img: no layer holds /payload"
 }
+
+# stat_of KEY: a field of the mount's /.coffer/stats ($M: the mount point).
+stat_of() { jq -r ".$1" "$M/.coffer/stats"; }
+# wait_ingested: every queued layer has been handled (120 s at most).
+wait_ingested() {
+  local deadline=$((SECONDS + 120))
+  until [[ $(stat_of layers_pending) == 0 ]]; do
+    ((SECONDS < deadline)) || fail "layers still pending after 120 s: $(cat "$M/.coffer/stats")"
+    sleep 0.2
+  done
+}

@@ -15,14 +15,6 @@ R=$T/repo M=$T/mnt
 new_repo "$R"
 serve_start "$R" "$M" 0 --dedup-layers
 PORT1=$PORT
-stat_of() { jq -r ".$1" "$M/.coffer/stats"; }
-wait_ingested() {
-  local deadline=$((SECONDS + 120))
-  until [[ $(stat_of layers_pending) == 0 ]]; do
-    ((SECONDS < deadline)) || fail "layers still pending after 120 s: $(cat "$M/.coffer/stats")"
-    sleep 0.2
-  done
-}
 
 # dir_image DIR TAR: a skopeo dir: image of one uncompressed layer.
 dir_image() {
