@@ -1,7 +1,8 @@
 // The network side: Boost.Beast sessions that move bytes between sockets and the
 // Handler, and the Registry that owns the listener and the I/O threads.
 //
-// One Session per connection, all its work on one strand. A request head is read
+// One Session per connection, all its work on one strand of one of the I/O
+// threads' own io_contexts (Listener). A request head is read
 // (header size limited), handed to the Handler; a body is then read into a
 // 256 KiB buffer_body and passed to the BodySink piece by piece, or, for a
 // Batched sink (uploads), each time the buffer fills: a blob is never held in
@@ -19,7 +20,9 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 #include <csignal>
+#include <memory>
 #include <thread>
+#include <vector>
 
 #include "handler.h"
 #include "storage.h"
@@ -305,14 +308,24 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
   uint64_t remaining_ = 0, offset_ = 0;
 };
 
+// Accepts on the first I/O context and gives each connection to the next
+// context in turn: a connection's reads complete on the thread that waited
+// for them, with no hand-off between threads (one shared io_context with four
+// threads woke ~4 threads per arriving TCP segment: 30 000 context switches
+// for a 92 MB docker push, a third of the registry's CPU).
 class Listener : public std::enable_shared_from_this<Listener> {
  public:
   // `tls`: null for plain HTTP.
-  Listener(asio::io_context& ioc, tcp::acceptor acceptor, Handler* handler, Limits limits,
-           ssl::context* tls)
-      : ioc_(ioc), acceptor_(std::move(acceptor)), handler_(handler), limits_(limits), tls_(tls) {}
+  Listener(std::vector<asio::io_context*> iocs, tcp::acceptor acceptor, Handler* handler,
+           Limits limits, ssl::context* tls)
+      : iocs_(std::move(iocs)),
+        acceptor_(std::move(acceptor)),
+        handler_(handler),
+        limits_(limits),
+        tls_(tls) {}
   void Accept() {
-    acceptor_.async_accept(asio::make_strand(ioc_),
+    asio::io_context& target = *iocs_[next_++ % iocs_.size()];
+    acceptor_.async_accept(asio::make_strand(target),
                            beast::bind_front_handler(&Listener::OnAccept, shared_from_this()));
   }
   void Close() {
@@ -335,7 +348,8 @@ class Listener : public std::enable_shared_from_this<Listener> {
     }
     Accept();
   }
-  asio::io_context& ioc_;
+  std::vector<asio::io_context*> iocs_;
+  size_t next_ = 0;  // only the accepting context's thread touches it
   tcp::acceptor acceptor_;
   Handler* handler_;
   Limits limits_;
@@ -398,14 +412,17 @@ class RegistryImpl : public Registry {
         auth_(std::move(auth)),
         token_(std::move(token)),
         tls_(std::move(tls)),
-        handler_(storage_.get(), auth_.get(), WithToken(hopts, token_.get(), tls_ != nullptr)),
-        ioc_(threads),
-        threads_n_(threads) {}
+        handler_(storage_.get(), auth_.get(), WithToken(hopts, token_.get(), tls_ != nullptr)) {
+    for (int i = 0; i < threads; ++i) {
+      iocs_.push_back(std::make_unique<asio::io_context>(1));
+      guards_.emplace_back(asio::make_work_guard(*iocs_.back()));
+    }
+  }
   ~RegistryImpl() override { Stop(); }
 
   Status Listen(const tcp::endpoint& ep, Limits limits) {
     beast::error_code ec;
-    tcp::acceptor a(ioc_);
+    tcp::acceptor a(*iocs_[0]);
     a.open(ep.protocol(), ec);
     if (!ec) a.set_option(asio::socket_base::reuse_address(true), ec);
     if (!ec) a.bind(ep, ec);
@@ -417,9 +434,12 @@ class RegistryImpl : public Registry {
     address_ = (local.address().is_v6() ? "[" + local.address().to_string() + "]"
                                         : local.address().to_string()) +
                ":" + std::to_string(local.port());
-    listener_ = std::make_shared<Listener>(ioc_, std::move(a), &handler_, limits, tls_.get());
-    listener_->Accept();
-    for (int i = 0; i < threads_n_; ++i) threads_.emplace_back([this] { ioc_.run(); });
+    std::vector<asio::io_context*> iocs;
+    for (auto& c : iocs_) iocs.push_back(c.get());
+    listener_ =
+        std::make_shared<Listener>(std::move(iocs), std::move(a), &handler_, limits, tls_.get());
+    asio::post(*iocs_[0], [l = listener_] { l->Accept(); });
+    for (auto& c : iocs_) threads_.emplace_back([c = c.get()] { c->run(); });
     return Status::OK();
   }
 
@@ -427,8 +447,8 @@ class RegistryImpl : public Registry {
     std::lock_guard<std::mutex> l(stop_mu_);
     if (stopped_) return;
     stopped_ = true;
-    if (listener_) asio::post(ioc_, [l = listener_] { l->Close(); });
-    ioc_.stop();
+    if (listener_) asio::post(*iocs_[0], [l = listener_] { l->Close(); });
+    for (auto& c : iocs_) c->stop();
     for (auto& t : threads_) t.join();
     threads_.clear();
   }
@@ -454,8 +474,10 @@ class RegistryImpl : public Registry {
   std::unique_ptr<TokenAuthority> token_;
   std::unique_ptr<ssl::context> tls_;
   Handler handler_;
-  asio::io_context ioc_;
-  int threads_n_;
+  // One context per I/O thread (concurrency hint 1); the guards keep a
+  // context with no connection yet from returning from run().
+  std::vector<std::unique_ptr<asio::io_context>> iocs_;
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards_;
   std::shared_ptr<Listener> listener_;
   std::vector<std::thread> threads_;
   std::string address_;
