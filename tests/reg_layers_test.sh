@@ -29,6 +29,8 @@ wait_ingested
 [[ $(stat_of layers_stored) == 2 && $(stat_of layers_failed) == 0 ]] ||
   fail "after docker push: $(cat "$M/.coffer/stats"); serve log: $(tail -n 5 "$SERVE_LOG")"
 grep -q 'stored as layer' "$SERVE_LOG" || fail "serve log says nothing about the layers: $(tail -n 5 "$SERVE_LOG")"
+[[ $(stat_of 'layers_by_method["go-flate"].layers') == 2 ]] ||
+  fail "stats do not count two go-flate layers: $(cat "$M/.coffer/stats")"
 note "docker push: both layers stored as tar + recipe ($(grep -c 'stored as layer' "$SERVE_LOG") log lines)"
 
 http GET /v2/lay/img/manifests/1 -H 'Accept: application/vnd.docker.distribution.manifest.v2+json'

@@ -61,6 +61,8 @@ LAYER=$(jq -r '.layers[0].digest' "$T/.b")
 grep -q "layer $LAYER (gzip, .*stored as layer: as deflate tokens" "$SERVE_LOG" ||
   fail "the pgzip layer was not stored as deflate tokens: $(grep "$LAYER" "$SERVE_LOG" | tail -n 2)"
 [[ $(stat_of layers_kept_as_pushed) == 0 ]] || fail "a layer was kept as pushed: $(cat "$M/.coffer/stats")"
+[[ $(stat_of 'layers_by_method["deflate tokens"].layers') == 1 ]] ||
+  fail "stats do not count the token layer: $(cat "$M/.coffer/stats")"
 note "skopeo push (pgzip): layer $LAYER stored as tar + deflate tokens"
 
 http GET "/v2/pg/img/blobs/$LAYER"

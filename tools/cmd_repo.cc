@@ -7,6 +7,7 @@
 
 #include "chunkstore/env.h"
 #include "commands.h"
+#include "fs/mount.h"
 #include "progress.h"
 
 namespace coffer {
@@ -186,18 +187,7 @@ int RunStats(Globals& g) {
   auto s = (*repo)->GetStats();
   if (!s.ok()) return Fail(g, s.status());
   if (g.json) {
-    PrintJson({{"logical_bytes", s->logical_bytes},
-               {"unique_bytes", s->unique_bytes},
-               {"stored_bytes", s->stored_bytes},
-               {"repo_bytes", s->repo_bytes},
-               {"chunks", s->chunks},
-               {"packs", s->packs},
-               {"blobs", s->blobs},
-               {"layers_stored", s->encoded_blobs},
-               {"layers_stored_bytes", s->encoded_blob_bytes},
-               {"snapshots", s->snapshots},
-               {"dedup_ratio", s->dedup_ratio()},
-               {"compression_ratio", s->compression_ratio()}});
+    std::printf("%s\n", cofferfs::StatsJsonLine(*s).c_str());
     return kExitOk;
   }
   std::printf("repository:        %s\n", (*repo)->dir().c_str());
@@ -207,6 +197,9 @@ int RunStats(Globals& g) {
       "layers:            %llu of the blobs (%s) stored as tar + recipe, the rest as "
       "pushed\n",
       (unsigned long long)s->encoded_blobs, HumanBytes(s->encoded_blob_bytes).c_str());
+  for (const auto& [kind, k] : s->encoded_by_kind)
+    std::printf("  as %-15s %llu (%s)\n", (kind + ":").c_str(), (unsigned long long)k.blobs,
+                HumanBytes(k.bytes).c_str());
   std::printf("logical bytes:     %s (%llu)\n", HumanBytes(s->logical_bytes).c_str(),
               (unsigned long long)s->logical_bytes);
   std::printf("unique bytes:      %s in %llu chunks\n", HumanBytes(s->unique_bytes).c_str(),

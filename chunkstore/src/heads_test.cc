@@ -170,6 +170,15 @@ TEST_F(HeadsTest, ReplaceBlobWithAnEncodedForm) {
   ASSERT_TRUE(stats.ok());
   EXPECT_EQ(stats->encoded_blobs, 1u);
   EXPECT_EQ(stats->encoded_blob_bytes, upper.size());
+  ASSERT_EQ(stats->encoded_by_kind.size(), 1u);
+  EXPECT_EQ(stats->encoded_by_kind["encoded"].blobs, 1u);
+  SetBlobEncodingKind([](std::string_view e) { return "kind " + std::string(e); });
+  stats = repo_->GetStats();
+  SetBlobEncodingKind(nullptr);
+  ASSERT_TRUE(stats.ok());
+  ASSERT_EQ(stats->encoded_by_kind.count("kind upper"), 1u);
+  EXPECT_EQ(stats->encoded_by_kind["kind upper"].blobs, 1u);
+  EXPECT_EQ(stats->encoded_by_kind["kind upper"].bytes, upper.size());
 
   // Durable across a reopen; gc keeps the new form and frees the old one.
   repo_.reset();

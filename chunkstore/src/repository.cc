@@ -474,6 +474,15 @@ BlobDecoderFn& Decoder() {
 
 void SetBlobDecoder(BlobDecoderFn fn) { Decoder() = std::move(fn); }
 
+namespace {
+BlobEncodingKindFn& EncodingKind() {
+  static BlobEncodingKindFn fn;
+  return fn;
+}
+}  // namespace
+
+void SetBlobEncodingKind(BlobEncodingKindFn fn) { EncodingKind() = std::move(fn); }
+
 Result<BlobRoot> RepositoryImpl::LoadBlobRoot(std::string_view digest) {
   Hash256 h;
   if (!ParseDigest(digest, &h))
@@ -646,6 +655,10 @@ Result<Stats> RepositoryImpl::GetStats() {
     if (b.encoding.empty()) continue;
     ++s.encoded_blobs;
     s.encoded_blob_bytes += b.size;
+    const BlobEncodingKindFn& kind = EncodingKind();
+    Stats::EncodedKind& k = s.encoded_by_kind[kind ? kind(b.encoding) : "encoded"];
+    ++k.blobs;
+    k.bytes += b.size;
   }
   s.blobs = blobs.size();
   ASSIGN_OR_RETURN(auto snaps, LoadSnapshotRoots());

@@ -56,6 +56,11 @@ chunkstore::Result<IngestReport> IngestLayer(chunkstore::Repository* repo, std::
 // stream (one encoder, a window of recent output); a read before the window
 // starts over from the first byte. The last read fails (Corruption naming the
 // digest) if the bytes made were not the blob.
+// The method behind a stored layer's recipe, for `coffer stats`: "tar" (a plain
+// tar, re-chunked), "go-flate", "zlib", "pigz", "gzip(1)", "zstd" (an encoder
+// reproduced it), "deflate tokens" (no encoder did; some member is tokens).
+std::string LayerEncodingKind(std::string_view encoding);
+
 // How many re-creations DecodeLayerBlob's readers have started (from the first
 // byte or a checkpoint) in this process: the cost of pulls of re-stored layers.
 uint64_t LayerRebuildsStarted();

@@ -37,10 +37,12 @@ class LayerBlobTest : public ::testing::Test {
                     .ok());
     repo_ = std::move(Repository::Open("/r", "secret", opts_)).value();
     chunkstore::SetBlobDecoder(DecodeLayerBlob);
+    chunkstore::SetBlobEncodingKind(LayerEncodingKind);
   }
   void TearDown() override {
     repo_.reset();
     chunkstore::SetBlobDecoder(nullptr);
+    chunkstore::SetBlobEncodingKind(nullptr);
   }
 
   std::string Put(const std::string& data) {
@@ -252,6 +254,11 @@ TEST_F(LayerBlobTest, UnknownEncoderIsStoredAsTokens) {
   auto recipe = LayerRecipe::Decode(layout->encoding);
   ASSERT_TRUE(recipe.ok()) << recipe.status().ToString();
   EXPECT_EQ(layout->encoding[4], '\x04');
+  EXPECT_EQ(LayerEncodingKind(layout->encoding), "deflate tokens");  // `coffer stats`
+  EXPECT_EQ(LayerEncodingKind(layout->encoding.substr(0, 5)), "unreadable recipe");
+  auto stats = repo_->GetStats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->encoded_by_kind["deflate tokens"].blobs, 1u);
   ASSERT_EQ(recipe->members.size(), 2u);
   for (const MemberRecipe& m : recipe->members) {
     EXPECT_EQ(m.encoder.id, EncoderId::kTokens);

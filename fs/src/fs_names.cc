@@ -607,6 +607,15 @@ chunkstore::Result<uint64_t> Fs::QueueStoredLayers() {
   return queued;
 }
 
+// {"go-flate": {"layers": 3, "bytes": 123}, ...}: how the stored layers are
+// re-created (cofferlayer::LayerEncodingKind).
+nlohmann::json LayersByMethod(const chunkstore::Stats& s) {
+  nlohmann::json j = nlohmann::json::object();
+  for (const auto& [kind, k] : s.encoded_by_kind)
+    j[kind] = {{"layers", k.blobs}, {"bytes", k.bytes}};
+  return j;
+}
+
 nlohmann::json StatsObject(const chunkstore::Stats& s) {
   return {{"logical_bytes", s.logical_bytes},
           {"unique_bytes", s.unique_bytes},
@@ -617,10 +626,13 @@ nlohmann::json StatsObject(const chunkstore::Stats& s) {
           {"blobs", s.blobs},
           {"layers_stored", s.encoded_blobs},
           {"layers_stored_bytes", s.encoded_blob_bytes},
+          {"layers_by_method", LayersByMethod(s)},
           {"snapshots", s.snapshots},
           {"dedup_ratio", s.dedup_ratio()},
           {"compression_ratio", s.compression_ratio()}};
 }
+
+std::string StatsJsonLine(const chunkstore::Stats& s) { return StatsObject(s).dump(); }
 
 std::string Fs::StatsJson() {
   auto s = repo_->GetStats();

@@ -199,7 +199,10 @@ void RaiseReadahead(const std::string& mountpoint) {
   }
 }
 
-void EnableLayerBlobs() { chunkstore::SetBlobDecoder(cofferlayer::DecodeLayerBlob); }
+void EnableLayerBlobs() {
+  chunkstore::SetBlobDecoder(cofferlayer::DecodeLayerBlob);
+  chunkstore::SetBlobEncodingKind(cofferlayer::LayerEncodingKind);
+}
 
 Status RunMount(std::unique_ptr<chunkstore::Repository> repo, const MountOptions& opts) {
   EnableLayerBlobs();

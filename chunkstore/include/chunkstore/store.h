@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
@@ -137,6 +138,10 @@ using BlobDecoderFn = std::function<Result<std::unique_ptr<BlobReader>>(
     std::unique_ptr<BlobReader> stored)>;
 // Process-wide; set once at start-up, before any repository is opened.
 void SetBlobDecoder(BlobDecoderFn fn);
+// Names the method behind an `encoding` for Stats::encoded_by_kind ("go-flate",
+// "deflate tokens", ...); set beside the decoder. Unset: every kind is "encoded".
+using BlobEncodingKindFn = std::function<std::string(std::string_view encoding)>;
+void SetBlobEncodingKind(BlobEncodingKindFn fn);
 
 // Where a blob's bytes come from (for the layer that re-encodes blobs).
 struct BlobLayout {
@@ -175,6 +180,10 @@ struct Stats {
   uint64_t blobs = 0;
   uint64_t encoded_blobs = 0;       // blobs stored in another form (layers: tar + recipe)
   uint64_t encoded_blob_bytes = 0;  // their size as blobs
+  struct EncodedKind {
+    uint64_t blobs = 0, bytes = 0;
+  };
+  std::map<std::string, EncodedKind> encoded_by_kind;  // the encoded blobs by method
   uint64_t snapshots = 0;
   double dedup_ratio() const { return unique_bytes ? double(logical_bytes) / unique_bytes : 1; }
   double compression_ratio() const {

@@ -54,6 +54,9 @@ struct MountOptions {
 // Lets this process read blobs stored in layer form (offline commands call it
 // once at start; RunMount does it itself).
 void EnableLayerBlobs();
+// Repository statistics as one line of JSON, the object /.coffer/stats and
+// `coffer stats --json` print (docs/cli.md, stats).
+std::string StatsJsonLine(const chunkstore::Stats& s);
 
 // Mounts `repo` and serves requests until unmounted (umount, SIGINT/SIGTERM, idle
 // timeout). Saves every head before returning. Takes ownership of the repository;
