@@ -240,31 +240,49 @@ std::unique_ptr<Encoder> NewCheckpointingGoFlate(int level, uint64_t interval,
   return std::make_unique<GoFlateEncoder>(level, interval, checkpoints, hints);
 }
 
-std::string EncoderSpec::ToString() const {
+std::string EncoderName(EncoderId id) {
   switch (id) {
     case EncoderId::kZlib:
-      return "zlib level " + std::to_string(level) +
+      return "zlib";
+    case EncoderId::kPigz:
+      return "pigz";
+    case EncoderId::kGoFlate:
+      return "go-flate";
+    case EncoderId::kGnuGzip:
+      return "gzip(1)";
+    case EncoderId::kTokens:
+      return "deflate tokens";
+    case EncoderId::kZstd:
+      return "zstd";
+  }
+  return "encoder " + std::to_string(static_cast<int>(id));
+}
+
+std::string EncoderSpec::ToString() const {
+  const std::string name = EncoderName(id);
+  switch (id) {
+    case EncoderId::kZlib:
+      return name + " level " + std::to_string(level) +
              (window_bits != 15 || mem_level != 8 || strategy != 0
                   ? " wbits " + std::to_string(window_bits) + " memlevel " +
                         std::to_string(mem_level) + " strategy " + std::to_string(strategy)
                   : "");
     case EncoderId::kPigz:
-      return "pigz level " + std::to_string(level) + " block " + std::to_string(block_size) +
+      return name + " level " + std::to_string(level) + " block " + std::to_string(block_size) +
              (independent ? " independent" : "");
-    case EncoderId::kGoFlate:
-      return "go-flate level " + std::to_string(level);
-    case EncoderId::kGnuGzip:
-      return "gzip(1) level " + std::to_string(level);
-    case EncoderId::kTokens:
-      return "deflate tokens";
     case EncoderId::kZstd:
-      return "zstd level " + std::to_string(level) + (multithread ? " mt" : "") +
+      return name + " level " + std::to_string(level) + (multithread ? " mt" : "") +
              (checksum ? " checksum" : "") +
              (content_size ? " size " + std::to_string(source_size) : "") +
              (window_log ? " wlog " + std::to_string(window_log) : "") +
              (long_distance ? " long" : "");
+    case EncoderId::kTokens:
+      return name;
+    case EncoderId::kGoFlate:
+    case EncoderId::kGnuGzip:
+      break;
   }
-  return "encoder " + std::to_string(static_cast<int>(id));
+  return name + " level " + std::to_string(level);
 }
 
 Result<std::unique_ptr<Encoder>> NewEncoder(const EncoderSpec& spec) {

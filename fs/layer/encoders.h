@@ -69,6 +69,10 @@ struct EncoderSpec {
   std::string ToString() const;  // "zlib level 6", "pigz level 6 block 131072", ...
 };
 
+// The encoder's name alone: "zlib", "pigz", "zstd", "go-flate", "gzip(1)",
+// "deflate tokens" (ToString's first words; `coffer stats` groups layers by it).
+std::string EncoderName(EncoderId id);
+
 // A streaming encoder: Write appends any output produced so far to *out.
 // Deterministic: the same input gives the same bytes however it is split.
 class Encoder {

@@ -701,22 +701,8 @@ std::string LayerEncodingKind(std::string_view encoding) {
   if (!r.ok()) return "unreadable recipe";
   if (r->members.empty()) return "tar";
   for (const MemberRecipe& m : r->members)
-    if (m.encoder.id == EncoderId::kTokens) return "deflate tokens";
-  switch (r->members[0].encoder.id) {
-    case EncoderId::kZlib:
-      return "zlib";
-    case EncoderId::kPigz:
-      return "pigz";
-    case EncoderId::kZstd:
-      return "zstd";
-    case EncoderId::kGoFlate:
-      return "go-flate";
-    case EncoderId::kGnuGzip:
-      return "gzip(1)";
-    case EncoderId::kTokens:
-      break;
-  }
-  return "encoder " + std::to_string(static_cast<int>(r->members[0].encoder.id));
+    if (m.encoder.id == EncoderId::kTokens) return EncoderName(EncoderId::kTokens);
+  return EncoderName(r->members[0].encoder.id);
 }
 
 uint64_t LayerRebuildsStarted() { return rebuilds_started.load(std::memory_order_relaxed); }

@@ -609,7 +609,7 @@ chunkstore::Result<uint64_t> Fs::QueueStoredLayers() {
 
 // {"go-flate": {"layers": 3, "bytes": 123}, ...}: how the stored layers are
 // re-created (cofferlayer::LayerEncodingKind).
-nlohmann::json LayersByMethod(const chunkstore::Stats& s) {
+static nlohmann::json LayersByMethod(const chunkstore::Stats& s) {
   nlohmann::json j = nlohmann::json::object();
   for (const auto& [kind, k] : s.encoded_by_kind)
     j[kind] = {{"layers", k.blobs}, {"bytes", k.bytes}};
