@@ -9,10 +9,12 @@ namespace {
 constexpr size_t kReplayPiece = 256 * 1024;
 }
 
-MemberMatcher::MemberMatcher(std::vector<EncoderSpec> queue, size_t wave, size_t replay_limit)
+MemberMatcher::MemberMatcher(std::vector<EncoderSpec> queue, size_t wave, size_t replay_limit,
+                             uint64_t cp_interval)
     : queue_(queue.begin(), queue.end()),
       wave_size_(std::max<size_t>(1, wave)),
-      replay_limit_(replay_limit) {
+      replay_limit_(replay_limit),
+      cp_interval_(cp_interval) {
   StartWaves();
 }
 
@@ -23,6 +25,7 @@ bool MemberMatcher::AnyAlive() const {
 void MemberMatcher::Kill(Candidate& c, const std::string& why) {
   c.dead = true;
   c.enc.reset();
+  c.recorded.reset();
   c.pending.clear();
   c.pending.shrink_to_fit();
   report_ += (report_.empty() ? "" : "; ") + c.spec.ToString() + ": " + why;
@@ -37,12 +40,19 @@ void MemberMatcher::StartWaves() {
       Candidate c;
       c.spec = queue_.front();
       queue_.pop_front();
-      auto enc = NewEncoder(c.spec);
-      if (!enc.ok()) {
-        report_ += (report_.empty() ? "" : "; ") + enc.status().message();
-        continue;
+      if (cp_interval_ > 0 && c.spec.id == EncoderId::kGoFlate &&
+          GoFlateWriter::SupportsCheckpoints(c.spec.level)) {
+        c.recorded = std::make_unique<RecordedSegments>();
+        c.enc = NewCheckpointingGoFlate(c.spec.level, cp_interval_, &c.recorded->checkpoints,
+                                        &c.recorded->hints);
+      } else {
+        auto enc = NewEncoder(c.spec);
+        if (!enc.ok()) {
+          report_ += (report_.empty() ? "" : "; ") + enc.status().message();
+          continue;
+        }
+        c.enc = std::move(enc).value();
       }
-      c.enc = std::move(enc).value();
       wave_.push_back(std::move(c));
     }
     std::string_view p(plain_);
@@ -124,7 +134,7 @@ void MemberMatcher::Trim() {
   }
 }
 
-std::optional<EncoderSpec> MemberMatcher::Finish() {
+std::optional<MemberMatcher::Winner> MemberMatcher::Finish() {
   for (;;) {
     for (Candidate& c : wave_) {
       if (c.dead) continue;
@@ -142,7 +152,9 @@ std::optional<EncoderSpec> MemberMatcher::Finish() {
         Kill(c, "output ends at byte " + std::to_string(c.matched) + " of " +
                     std::to_string(comp_total_));
       } else {
-        return c.spec;
+        Winner w{c.spec, {}};
+        if (c.recorded) w.segments = std::move(*c.recorded);
+        return w;
       }
     }
     if (queue_.empty() || !replay_ok_) {

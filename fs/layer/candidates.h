@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "encoders.h"
+#include "identify.h"  // RecordedSegments
 
 namespace cofferlayer::internal {
 
@@ -18,12 +19,19 @@ class MemberMatcher {
  public:
   // queue: the specs to try, best first; wave: how many run at once;
   // replay_limit: plain bytes kept so that a later wave can start from byte 0.
-  MemberMatcher(std::vector<EncoderSpec> queue, size_t wave, size_t replay_limit);
+  // cp_interval > 0: go-flate candidates at levels with checkpoints record
+  // them (and search hints) as they encode; the winner's come with Finish.
+  MemberMatcher(std::vector<EncoderSpec> queue, size_t wave, size_t replay_limit,
+                uint64_t cp_interval = 0);
 
   void AddCompressed(std::string_view bytes);
   void AddPlain(std::string_view bytes);
+  struct Winner {
+    EncoderSpec spec;
+    RecordedSegments segments;  // empty unless recorded
+  };
   // End of the member: the first candidate that reproduced it, if any.
-  std::optional<EncoderSpec> Finish();
+  std::optional<Winner> Finish();
   // True when no candidate is left and none can start: Finish will fail.
   bool exhausted() const { return !AnyAlive() && (queue_.empty() || !replay_ok_); }
   // For a failure report: the tried candidates and where each diverged.
@@ -33,6 +41,8 @@ class MemberMatcher {
   struct Candidate {
     EncoderSpec spec;
     std::unique_ptr<Encoder> enc;
+    // Heap-held: the encoder appends to it and the Candidate moves.
+    std::unique_ptr<RecordedSegments> recorded;
     uint64_t matched = 0;  // compressed bytes confirmed equal
     std::string pending;   // output not yet compared
     bool dead = false;
@@ -47,6 +57,7 @@ class MemberMatcher {
 
   std::deque<EncoderSpec> queue_;
   size_t wave_size_, replay_limit_;
+  uint64_t cp_interval_;
   std::vector<Candidate> wave_;
   std::string comp_;  // compressed bytes [comp_base_, comp_base_ + size)
   uint64_t comp_base_ = 0, comp_total_ = 0;

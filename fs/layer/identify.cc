@@ -140,6 +140,7 @@ std::vector<EncoderSpec> ZstdCandidates(const ZstdFrameHeader& h) {
 class LayerAnalyzer::Impl : public DecodeSink {
  public:
   explicit Impl(PlainSink plain) : plain_(std::move(plain)) {}
+  void RecordSegments(uint64_t interval) { cp_interval_ = interval; }
 
   Status Feed(std::string_view in) {
     a_.compressed_bytes += in.size();
@@ -168,6 +169,7 @@ class LayerAnalyzer::Impl : public DecodeSink {
     } else {
       recipe_.compression = a_.compression;
       a_.recipe = std::move(recipe_);
+      a_.segments = std::move(segments_);
     }
     return a_;
   }
@@ -183,7 +185,7 @@ class LayerAnalyzer::Impl : public DecodeSink {
       auto h = ParseGzipHeader(header);
       if (!h.ok() || !h->has_value()) return Status::Corruption("gzip header vanished");
       matcher_ = std::make_unique<internal::MemberMatcher>(GzipCandidates(**h), kDeflateWave,
-                                                           kReplayBytes);
+                                                           kReplayBytes, cp_interval_);
     }
     return Status::OK();
   }
@@ -216,14 +218,16 @@ class LayerAnalyzer::Impl : public DecodeSink {
   Status OnMemberEnd(std::string_view trailer) override {
     member_.trailer = std::string(trailer);
     if (failed_) return Status::OK();
-    auto spec = matcher_ ? matcher_->Finish() : std::nullopt;
-    if (!spec) {
+    auto won = matcher_ ? matcher_->Finish() : std::nullopt;
+    if (!won) {
       GiveUp();
       return Status::OK();
     }
-    if (spec->content_size) spec->source_size = member_.plain_size;
-    member_.encoder = *spec;
+    EncoderSpec& spec = won->spec;
+    if (spec.content_size) spec.source_size = member_.plain_size;
+    member_.encoder = spec;
     recipe_.members.push_back(std::move(member_));
+    if (cp_interval_ > 0) segments_.push_back(std::move(won->segments));
     matcher_.reset();
     return Status::OK();
   }
@@ -272,10 +276,13 @@ class LayerAnalyzer::Impl : public DecodeSink {
   std::unique_ptr<internal::MemberMatcher> matcher_;
   LayerRecipe recipe_;
   MemberRecipe member_;
+  uint64_t cp_interval_ = 0;  // RecordSegments
+  std::vector<RecordedSegments> segments_;
 };
 
 LayerAnalyzer::LayerAnalyzer(PlainSink plain) : impl_(std::make_unique<Impl>(std::move(plain))) {}
 LayerAnalyzer::~LayerAnalyzer() = default;
+void LayerAnalyzer::RecordSegments(uint64_t interval) { impl_->RecordSegments(interval); }
 Status LayerAnalyzer::Feed(std::string_view compressed) { return impl_->Feed(compressed); }
 Result<Analysis> LayerAnalyzer::Finish() { return impl_->Finish(); }
 

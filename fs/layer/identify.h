@@ -21,6 +21,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "decode.h"
 #include "recipe.h"
@@ -34,10 +35,23 @@ inline constexpr size_t kZstdReplayBytes = 64 << 20;
 inline constexpr size_t kMaxLagBytes = 64 << 20;  // compressed bytes a candidate may trail
 inline constexpr size_t kMaxTailBytes = 1 << 20;  // raw bytes after the last member
 
+// What the winning go-flate candidate of a member recorded on its way through
+// the member (LayerAnalyzer::RecordSegments): checkpoints and, per segment,
+// its search hints (uncompressed; one more than checkpoints). The recipe's
+// own checkpoint list stays empty: it is version 1 until the segments are
+// verified (layer_blob.cc).
+struct RecordedSegments {
+  std::vector<GoFlateCheckpoint> checkpoints;
+  std::vector<std::string> hints;
+};
+
 struct Analysis {
   LayerCompression compression = LayerCompression::kTar;
   std::optional<LayerRecipe> recipe;  // set when every member was reproduced
-  std::string why_not;                // when not: which member, what was tried
+  // With RecordSegments, one per member of recipe (empty for a member whose
+  // encoder has no checkpoints).
+  std::vector<RecordedSegments> segments;
+  std::string why_not;  // when not: which member, what was tried
   uint64_t compressed_bytes = 0, plain_bytes = 0;
 };
 
@@ -52,6 +66,11 @@ class LayerAnalyzer {
   ~LayerAnalyzer();
   LayerAnalyzer(const LayerAnalyzer&) = delete;
   LayerAnalyzer& operator=(const LayerAnalyzer&) = delete;
+
+  // Before the first Feed: go-flate candidates at levels with checkpoints
+  // record them every `interval` plain bytes, with search hints, so that the
+  // winner's arrive in Analysis::segments and need no second encoding pass.
+  void RecordSegments(uint64_t interval);
 
   Status Feed(std::string_view compressed);
   Result<Analysis> Finish();

@@ -282,23 +282,6 @@ Status VerifySegments(Repository* repo, std::string_view digest, const LayerReci
   return Status::OK();
 }
 
-// A token recipe's frames are segments too (checkpoints at their starts):
-// kept only if the segments re-create `digest`, else the recipe loses them
-// and reads are sequential.
-Status VerifyTokenSegments(Repository* repo, std::string_view digest, const LayerRecipe& recipe,
-                           const std::vector<ChunkRef>& chunks, const std::function<bool()>& stop,
-                           std::string* encoding) {
-  if (!SegmentedReconstructor::Supports(recipe)) return Status::OK();
-  Status st = VerifySegments(repo, digest, recipe, chunks, stop);
-  if (st.code() == chunkstore::Code::kUnavailable) return st;
-  if (!st.ok()) {
-    LayerRecipe sequential = recipe;
-    for (MemberRecipe& m : sequential.members) m.checkpoints.clear();
-    *encoding = sequential.Encode();
-  }
-  return Status::OK();
-}
-
 // Writes each segment's search hints, compressed, as chunks after the tar's
 // and notes their sizes in the recipe (recipe.h, version 3).
 Status AddHints(Repository* repo, const std::vector<std::string>& hints, MemberRecipe* m,
@@ -408,31 +391,70 @@ chunkstore::Result<LayerRecipe> TokenRecipe(Repository* repo, BlobReader* blob, 
   return sink.recipe();
 }
 
-// Reads the new form back chunk by chunk and re-creates the blob from it: the
-// form replaces the pushed bytes only if this yields exactly `digest`. A
-// goflate member gets checkpoints and search hints on the way (docs/layers.md,
-// "Parallel reconstruction", "Search hints"); *encoding and *chunks then
-// become the recipe and stored form with them if the segments they cut,
-// following the hints, re-create the digest too.
+// The stored form read as readers will read it, in segments: a one-member
+// go-flate layer with the checkpoints and search hints its identification
+// recorded (their hints become chunks after the tar's), or a token recipe
+// (checkpoints at its frames). True, with *encoding and *chunks_io set to
+// that form, if the segments re-create exactly `digest`; false if the recipe
+// has no segments or they did not (the caller then verifies sequentially).
+Result<bool> VerifyInSegments(Repository* repo, std::string_view digest, const LayerRecipe& recipe,
+                              const std::vector<RecordedSegments>& recorded, std::string* encoding,
+                              std::vector<ChunkRef>* chunks_io, const std::function<bool()>& stop) {
+  LayerRecipe with = recipe;
+  std::vector<ChunkRef> with_chunks = *chunks_io;
+  const bool tokens = recipe.members[0].encoder.id == EncoderId::kTokens;
+  if (!tokens) {
+    if (recorded.size() != with.members.size()) return false;
+    for (size_t i = 0; i < with.members.size(); ++i)
+      with.members[i].checkpoints = recorded[i].checkpoints;
+    if (!SegmentedReconstructor::Supports(with)) return false;
+    RETURN_IF_ERROR(AddHints(repo, recorded[0].hints, &with.members[0], &with_chunks));
+  }
+  if (!SegmentedReconstructor::Supports(with)) return false;
+  Status st = VerifySegments(repo, digest, with, with_chunks, stop);
+  if (st.code() == chunkstore::Code::kUnavailable) return st;
+  if (!st.ok()) return false;  // the hint chunks, if any, become garbage
+  *encoding = with.Encode();
+  *chunks_io = std::move(with_chunks);
+  return true;
+}
+
+// Re-creates the blob from its new form: the form replaces the pushed bytes
+// only if this yields exactly `digest`. Readers read a segmented form in
+// segments, so that is what is checked when there is one (docs/layers.md,
+// "Parallel reconstruction", "Search hints"); otherwise, or if the segments
+// do not give the digest, the recipe without checkpoints is checked by one
+// sequential re-creation and becomes *encoding.
 Status VerifyForm(Repository* repo, std::string_view digest, std::string* encoding,
-                  std::vector<ChunkRef>* chunks_io, const std::function<bool()>& stop) {
+                  std::vector<ChunkRef>* chunks_io, const std::vector<RecordedSegments>& recorded,
+                  const std::function<bool()>& stop) {
   const std::vector<ChunkRef>& chunks = *chunks_io;
-  std::optional<LayerRecipe> recipe;
-  if (!encoding->empty()) {
-    ASSIGN_OR_RETURN(recipe, LayerRecipe::Decode(*encoding));
+  if (encoding->empty()) {  // a plain tar: its chunks must hash to the digest
+    Sha256Stream sha;
+    std::string buf;
+    for (const ChunkRef& c : chunks) {
+      if (stop && stop()) return Status::Unavailable("layer ingestion stopped");
+      buf.clear();
+      RETURN_IF_ERROR(repo->ReadChunk(c.id, &buf));
+      sha.Update(buf);
+    }
+    std::string got = sha.Digest();
+    if (got != digest)
+      return Status::Corruption("layer " + std::string(digest) + ": re-chunked tar reads back as " +
+                                got);
+    return Status::OK();
   }
-  Sha256Stream sha;
-  std::unique_ptr<VerifyingReconstructor> rec;
-  if (recipe) {
-    rec = std::make_unique<VerifyingReconstructor>(*recipe, std::string(digest),
-                                                   [](std::string_view) { return Status::OK(); });
-    rec->RecordCheckpoints(kCheckpointInterval);
-  }
+  ASSIGN_OR_RETURN(LayerRecipe recipe, LayerRecipe::Decode(*encoding));
+  ASSIGN_OR_RETURN(bool done,
+                   VerifyInSegments(repo, digest, recipe, recorded, encoding, chunks_io, stop));
+  if (done) return Status::OK();
+  for (MemberRecipe& m : recipe.members) m.checkpoints.clear();
+  *encoding = recipe.Encode();
+  VerifyingReconstructor rec(recipe, std::string(digest),
+                             [](std::string_view) { return Status::OK(); });
   ChunkPlainReader side(repo, chunks);  // token frames follow the tar
-  if (rec)
-    rec->SetSideReader(
-        [&side](uint64_t off, size_t n, char* out) { return side.Read(off, n, out); });
-  const uint64_t plain_size = recipe ? recipe->PlainSize() : UINT64_MAX;
+  rec.SetSideReader([&side](uint64_t off, size_t n, char* out) { return side.Read(off, n, out); });
+  const uint64_t plain_size = recipe.PlainSize();
   uint64_t fed = 0;
   std::string buf;
   for (const ChunkRef& c : chunks) {
@@ -441,35 +463,9 @@ Status VerifyForm(Repository* repo, std::string_view digest, std::string* encodi
     if (stop && stop()) return Status::Unavailable("layer ingestion stopped");
     buf.clear();
     RETURN_IF_ERROR(repo->ReadChunk(c.id, &buf));
-    if (rec) {
-      RETURN_IF_ERROR(rec->Feed(buf));
-    } else {
-      sha.Update(buf);
-    }
+    RETURN_IF_ERROR(rec.Feed(buf));
   }
-  if (rec) {
-    RETURN_IF_ERROR(rec->Finish());
-    if (recipe->members[0].encoder.id == EncoderId::kTokens)
-      return VerifyTokenSegments(repo, digest, *recipe, chunks, stop, encoding);
-    LayerRecipe with = *recipe;
-    for (size_t i = 0; i < with.members.size(); ++i)
-      with.members[i].checkpoints = rec->checkpoints(i);
-    if (!SegmentedReconstructor::Supports(with)) return Status::OK();
-    std::vector<ChunkRef> with_chunks = chunks;
-    RETURN_IF_ERROR(AddHints(repo, rec->hints(0), &with.members[0], &with_chunks));
-    Status st = VerifySegments(repo, digest, with, with_chunks, stop);
-    if (st.code() == chunkstore::Code::kUnavailable) return st;
-    if (st.ok()) {  // else: the verified sequential recipe (the hint chunks become garbage)
-      *encoding = with.Encode();
-      *chunks_io = std::move(with_chunks);
-    }
-    return Status::OK();
-  }
-  std::string got = sha.Digest();
-  if (got != digest)
-    return Status::Corruption("layer " + std::string(digest) + ": re-chunked tar reads back as " +
-                              got);
-  return Status::OK();
+  return rec.Finish();
 }
 
 }  // namespace
@@ -507,6 +503,7 @@ chunkstore::Result<IngestReport> IngestLayer(Repository* repo, std::string_view 
     diff_id.Update(plain);
     return scanner.Feed(plain);
   });
+  analyzer.RecordSegments(kCheckpointInterval);  // the go-flate winner's, for VerifyForm
   auto not_a_layer = [&](const Status& why) {
     rep.outcome = IngestReport::Outcome::kNotALayer;
     rep.why = why.message();
@@ -552,7 +549,7 @@ chunkstore::Result<IngestReport> IngestLayer(Repository* repo, std::string_view 
   ASSIGN_OR_RETURN(std::vector<ChunkRef> chunks, writer->Finish());
   chunks.insert(chunks.end(), side.begin(), side.end());
   std::string encoding = recipe ? recipe->Encode() : std::string();
-  RETURN_IF_ERROR(VerifyForm(repo, digest, &encoding, &chunks, stop));
+  RETURN_IF_ERROR(VerifyForm(repo, digest, &encoding, &chunks, analysis->segments, stop));
   RETURN_IF_ERROR(repo->ReplaceBlob(digest, layout.size, encoding, chunks));
   rep.outcome = IngestReport::Outcome::kReplaced;
   rep.diff_id = diff_id.Digest();

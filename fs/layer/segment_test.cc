@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "goflate.h"
+#include "identify.h"
 #include "recipe.h"
 #include "reconstruct.h"
 
@@ -177,6 +178,45 @@ TEST(SegmentedReconstructor, MakesTheExactBlobAndRestarts) {
     }
     EXPECT_EQ(s.RestartPoint(gz.size() - 1), s.segments() - 1);
     EXPECT_EQ(s.RestartPoint(5), 0u);
+  }
+}
+
+// Ingestion takes a go-flate layer's checkpoints and hints from the
+// identification pass (LayerAnalyzer::RecordSegments) instead of encoding it a
+// second time: they must be the ones a recording re-creation makes, at
+// docker's level and another, and none at a level without checkpoints.
+TEST(SegmentedReconstructor, IdentificationRecordsTheSameSegments) {
+  std::string plain = Data(6 << 20, 7);
+  for (int level : {6, 9, 1}) {
+    std::string gz = GoGzip(plain, level).value();
+    LayerAnalyzer an([](std::string_view) { return Status::OK(); });
+    an.RecordSegments(1 << 20);
+    for (size_t off = 0; off < gz.size(); off += 300000)
+      ASSERT_TRUE(an.Feed(gz.substr(off, 300000)).ok());
+    auto a = an.Finish();
+    ASSERT_TRUE(a.ok() && a->recipe) << "level " << level;
+    ASSERT_EQ(a->recipe->members[0].encoder.id, EncoderId::kGoFlate);
+    ASSERT_EQ(a->segments.size(), 1u);
+    const RecordedSegments& got = a->segments[0];
+    EXPECT_TRUE(a->recipe->members[0].checkpoints.empty()) << "the recipe stays version 1";
+    VerifyingReconstructor v(*a->recipe, Sha256Digest(gz), nullptr);
+    v.RecordCheckpoints(1 << 20);
+    ASSERT_TRUE(v.Feed(plain).ok());
+    ASSERT_TRUE(v.Finish().ok());
+    if (!GoFlateWriter::SupportsCheckpoints(level)) {
+      EXPECT_TRUE(got.checkpoints.empty() && got.hints.empty()) << "level " << level;
+      continue;
+    }
+    ASSERT_GE(got.checkpoints.size(), 5u) << "level " << level;
+    EXPECT_TRUE(got.checkpoints == v.checkpoints(0)) << "level " << level;
+    EXPECT_TRUE(got.hints == v.hints(0)) << "level " << level;
+    // And they re-create the stream in segments.
+    LayerRecipe r = *a->recipe;
+    r.members[0].checkpoints = got.checkpoints;
+    SegmentedReconstructor s(r, Sha256Digest(gz), ReaderOf(plain), 2, 3);
+    auto all = ReadAll(s);
+    ASSERT_TRUE(all.ok()) << all.status().ToString();
+    EXPECT_TRUE(*all == gz) << "level " << level;
   }
 }
 
