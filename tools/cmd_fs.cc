@@ -24,6 +24,7 @@ using chunkstore::Status;
 struct MountArgs {
   std::string mountpoint, idle, audit_log;
   bool foreground = false, allow_other = false, dedup_layers = false;
+  uint64_t layer_cache = cofferfs::MountOptions().layer_cache_bytes;
 };
 
 // Without -f the daemon detaches, but only after the mount is live, so errors
@@ -35,6 +36,7 @@ int RunMountCmd(Globals& g, const MountArgs& a) {
   o.mountpoint = a.mountpoint;
   o.allow_other = a.allow_other;
   o.layers = a.dedup_layers;
+  o.layer_cache_bytes = a.layer_cache;
   o.audit_log = g.audit_log;
   if (o.audit_log.empty())
     if (const char* env = std::getenv("COFFER_AUDIT_LOG"); env) o.audit_log = env;
@@ -216,6 +218,13 @@ std::optional<nlohmann::json> AskDaemon(const Globals& g, const nlohmann::json& 
   return j;
 }
 
+void AddLayerCacheOption(CLI::App* cmd, uint64_t* bytes) {
+  cmd->add_option("--layer-cache", *bytes,
+                  "memory for re-created segments of re-stored layers, shared by pulls "
+                  "(e.g. 512M, 0 = none; default 256M)")
+      ->transform(CLI::AsSizeValue(false));
+}
+
 void AddFsCommands(CLI::App& app, Globals& g, int* rc) {
   auto a = std::make_shared<MountArgs>();
   auto* mount = app.add_subcommand("mount", "mount the repository as a filesystem (FUSE)");
@@ -226,6 +235,7 @@ void AddFsCommands(CLI::App& app, Globals& g, int* rc) {
   mount->add_flag(
       "--dedup-layers", a->dedup_layers,
       "re-store layer blobs as tar + recipe: file-level dedup, slower pulls (docs/layers.md)");
+  AddLayerCacheOption(mount, &a->layer_cache);
   mount->callback([&g, a, rc] { *rc = RunMountCmd(g, *a); });
 
   auto mp = std::make_shared<std::string>();

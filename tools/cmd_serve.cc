@@ -31,6 +31,7 @@ struct ServeArgs {
   std::string htpasswd, access;
   bool read_only = false;
   bool token = false, dedup_layers = false;
+  uint64_t layer_cache = cofferfs::MountOptions().layer_cache_bytes;
   std::string token_realm, token_certs, token_service, token_issuer, tls_cert, tls_key;
 };
 
@@ -135,6 +136,7 @@ int RunServe(Globals& g, ServeArgs a, const std::vector<std::string>& given) {
   cofferfs::MountOptions mo;
   mo.mountpoint = mountpoint;
   mo.layers = a.dedup_layers;
+  mo.layer_cache_bytes = a.layer_cache;
   mo.handle_signals = false;
   mo.stop = &stop;
   mo.audit_log = g.audit_log;
@@ -209,6 +211,7 @@ void AddServeCommand(CLI::App& app, Globals& g, int* rc) {
   s->add_flag(
       "--dedup-layers", a->dedup_layers,
       "re-store pushed layers as tar + recipe: file-level dedup, slower pulls (docs/layers.md)");
+  AddLayerCacheOption(s, &a->layer_cache);
   s->callback([&g, a, rc, s] {
     std::vector<std::string> given;
     for (const char* f : {"--mount", "--registry"})

@@ -17,6 +17,9 @@ void AddDataCommands(CLI::App& app, Globals& g,
 void AddFsCommands(CLI::App& app, Globals& g, int* rc);    // mount umount snapshot audit
 void AddServeCommand(CLI::App& app, Globals& g, int* rc);  // serve
 
+// --layer-cache SIZE (mount and serve): memory for re-created layer segments.
+void AddLayerCacheOption(CLI::App* cmd, uint64_t* bytes);
+
 // `coffer init` with default parameters on g.repo (used by serve's embedded default).
 int RunInitDefault(Globals& g);
 

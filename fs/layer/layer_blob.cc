@@ -13,6 +13,7 @@
 #include "identify.h"
 #include "recipe.h"
 #include "reconstruct.h"
+#include "segment_cache.h"
 #include "tar.h"
 #include "tokens.h"
 
@@ -275,6 +276,9 @@ Status VerifySegments(Repository* repo, std::string_view digest, const LayerReci
       recipe, std::string(digest),
       [&plain](uint64_t off, size_t n, char* out) { return plain.Read(off, n, out); }, threads,
       threads + 1);
+  // Made from the new form, not looked up; kept for the pulls that often
+  // follow a push (dropped by the caller if the form fails).
+  seg.SetCacheUse(SegmentedReconstructor::CacheUse::kFill);
   for (size_t i = 0; i < seg.segments(); ++i) {
     if (stop && stop()) return Status::Unavailable("layer ingestion stopped");
     RETURN_IF_ERROR(seg.Next().status());
@@ -412,6 +416,8 @@ Result<bool> VerifyInSegments(Repository* repo, std::string_view digest, const L
   }
   if (!SegmentedReconstructor::Supports(with)) return false;
   Status st = VerifySegments(repo, digest, with, with_chunks, stop);
+  // What it made went into the segment cache; unverified, it must not stay.
+  if (!st.ok()) SegmentCache::Global().Drop(digest);
   if (st.code() == chunkstore::Code::kUnavailable) return st;
   if (!st.ok()) return false;  // the hint chunks, if any, become garbage
   *encoding = with.Encode();

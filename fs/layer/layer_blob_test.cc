@@ -8,12 +8,14 @@
 #include <algorithm>
 #include <filesystem>
 #include <map>
+#include <thread>
 
 #include "chunkstore/env.h"
 #include "goflate.h"
 #include "layer_test_util.h"
 #include "recipe.h"
 #include "reconstruct.h"
+#include "segment_cache.h"
 #include "tokens.h"
 
 namespace cofferlayer {
@@ -38,8 +40,12 @@ class LayerBlobTest : public ::testing::Test {
     repo_ = std::move(Repository::Open("/r", "secret", opts_)).value();
     chunkstore::SetBlobDecoder(DecodeLayerBlob);
     chunkstore::SetBlobEncodingKind(LayerEncodingKind);
+    // Reads here re-create from the stored form; the tests of the segment
+    // cache turn it on themselves (segment_cache_test.cc: off in this binary).
+    SegmentCache::Global().SetCapacity(0);
   }
   void TearDown() override {
+    SegmentCache::Global().SetCapacity(0);
     repo_.reset();
     chunkstore::SetBlobDecoder(nullptr);
     chunkstore::SetBlobEncodingKind(nullptr);
@@ -409,6 +415,82 @@ TEST_F(LayerBlobTest, WrongCheckpointIsDetectedNotServed) {
   g.recipe.members[0].checkpoints[0].bit_offset += 8;
   Replace(g, g.recipe);
   ExpectWholeReadFails(g.digest, g.gz.size());
+}
+
+// The whole blob read in 1 MiB pieces by one reader.
+std::string ReadWhole(Repository* repo, const std::string& digest, uint64_t size) {
+  auto b = repo->OpenBlob(digest);
+  if (!b.ok()) return "open: " + b.status().ToString();
+  std::string out;
+  std::string piece(1 << 20, '\0');
+  while (out.size() < size) {
+    auto r = (*b)->ReadAt(out.size(), piece.size(), piece.data());
+    if (!r.ok()) return "read: " + r.status().ToString();
+    if (*r == 0) break;
+    out.append(piece.data(), *r);
+  }
+  return out;
+}
+
+// Two readers of a re-stored layer at once encode each segment once between
+// them; a later reader encodes nothing.
+TEST_F(LayerBlobTest, ConcurrentReadersShareOneRecreation) {
+  SegmentCache& cache = SegmentCache::Global();
+  cache.SetCapacity(kDefaultSegmentCacheBytes);
+  Ingested g = IngestGoLayer(21, 130);
+  const size_t segments = g.recipe.members[0].checkpoints.size() + 1;
+  ASSERT_GE(segments, 3u);
+  cache.Drop(g.digest);  // cold: what the verification kept is gone
+  const SegmentCache::Counters before = cache.counters();
+  std::string a, b;
+  std::thread t1([&] { a = ReadWhole(repo_.get(), g.digest, g.gz.size()); });
+  std::thread t2([&] { b = ReadWhole(repo_.get(), g.digest, g.gz.size()); });
+  t1.join();
+  t2.join();
+  EXPECT_TRUE(a == g.gz) << a.substr(0, 200);
+  EXPECT_TRUE(b == g.gz) << b.substr(0, 200);
+  SegmentCache::Counters after = cache.counters();
+  EXPECT_EQ(after.made - before.made, segments);
+  EXPECT_EQ(after.hits - before.hits, segments);
+  EXPECT_EQ(after.entries, segments);
+  EXPECT_EQ(ReadWhole(repo_.get(), g.digest, g.gz.size()), g.gz);
+  EXPECT_EQ(cache.counters().made, after.made);
+}
+
+// The verification at ingestion made every segment: a pull right after the
+// push encodes nothing. With the cache off, every read encodes.
+TEST_F(LayerBlobTest, VerificationKeepsTheSegmentsForTheFirstPull) {
+  SegmentCache& cache = SegmentCache::Global();
+  cache.SetCapacity(kDefaultSegmentCacheBytes);
+  Ingested g = IngestGoLayer(25, 130);
+  const size_t segments = g.recipe.members[0].checkpoints.size() + 1;
+  const SegmentCache::Counters before = cache.counters();
+  EXPECT_EQ(before.entries, segments);
+  EXPECT_EQ(ReadWhole(repo_.get(), g.digest, g.gz.size()), g.gz);
+  EXPECT_EQ(cache.counters().made, before.made);
+  EXPECT_EQ(cache.counters().hits - before.hits, segments);
+  cache.SetCapacity(0);
+  EXPECT_EQ(cache.counters().entries, 0u);
+  EXPECT_EQ(ReadWhole(repo_.get(), g.digest, g.gz.size()), g.gz);
+  EXPECT_EQ(cache.counters().made - before.made, segments);
+}
+
+// A wrong segment in the cache (memory damage, a bug) fails the read that
+// meets it at the digest check, is dropped, and the next read is exact.
+TEST_F(LayerBlobTest, WrongCachedSegmentIsDetectedDroppedAndRemade) {
+  SegmentCache& cache = SegmentCache::Global();
+  cache.SetCapacity(kDefaultSegmentCacheBytes);
+  Ingested g = IngestGoLayer(26, 130);
+  const MemberRecipe& m = g.recipe.members[0];
+  ASSERT_GE(m.checkpoints.size(), 2u);
+  const uint64_t begin = m.header.size() * 8 + m.checkpoints[0].bit_offset;
+  const uint64_t end = m.header.size() * 8 + m.checkpoints[1].bit_offset;
+  std::string wrong = g.gz.substr(begin / 8, (end + 7) / 8 - begin / 8);
+  wrong[wrong.size() / 2] ^= 0x20;
+  cache.Put(g.digest, begin, end, wrong);
+  ExpectWholeReadFails(g.digest, g.gz.size());
+  EXPECT_EQ(cache.counters().entries, 0u);
+  EXPECT_EQ(ReadWhole(repo_.get(), g.digest, g.gz.size()), g.gz);
 }
 
 TEST_F(LayerBlobTest, TreeEntriesWithWhiteoutsLinksAndImplicitParents) {

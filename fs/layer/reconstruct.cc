@@ -13,6 +13,7 @@
 
 #include "encoders.h"
 #include "goflate.h"
+#include "segment_cache.h"
 #include "tokens.h"
 
 namespace cofferlayer {
@@ -319,15 +320,35 @@ void SegmentedReconstructor::Work() {
     const size_t i = sh_->next_make++;
     const uint64_t gen = sh_->generation;
     l.unlock();
-    EncodeSlots().acquire();
-    Result<std::string> r = Make(i);
-    EncodeSlots().release();
+    auto make = [&] {
+      EncodeSlots().acquire();
+      Result<std::string> made = Make(i);
+      EncodeSlots().release();
+      return made;
+    };
+    // Shared with every other reader of the layer (segment_cache.h); waiting
+    // for another's segment holds no encode slot.
+    SegmentCache& cache = SegmentCache::Global();
+    Result<std::string> r = cache_use_ == CacheUse::kShare
+                                ? cache.Get(expected_, BitStart(i), BitEnd(i), make)
+                                : make();
+    if (cache_use_ == CacheUse::kFill && r.ok()) cache.Put(expected_, BitStart(i), BitEnd(i), *r);
     l.lock();
     if (gen == sh_->generation) {
       sh_->made.emplace(i, std::move(r));
       sh_->done.notify_all();
     }
   }
+}
+
+// Where segment i starts and ends in the blob, in bits (the cache's key).
+uint64_t SegmentedReconstructor::BitStart(size_t i) const {
+  const MemberRecipe& m = recipe_.members[0];
+  return i == 0 ? 0 : m.header.size() * 8 + m.checkpoints[i - 1].bit_offset;
+}
+uint64_t SegmentedReconstructor::BitEnd(size_t i) const {
+  const MemberRecipe& m = recipe_.members[0];
+  return i < m.checkpoints.size() ? m.header.size() * 8 + m.checkpoints[i].bit_offset : UINT64_MAX;
 }
 
 // Segment i's bytes as GoFlateSegment makes them, framed: the gzip header
@@ -465,6 +486,7 @@ Result<std::string> SegmentedReconstructor::Next() {
     EVP_DigestFinal_ex(c, md, &n);
     EVP_MD_CTX_free(c);
     if (std::string got = "sha256:" + Hex(md, n); got != expected_) {
+      SegmentCache::Global().Drop(expected_);  // whichever segment was wrong
       return Status::Corruption("reconstruct layer " + expected_ + ": segments make digest " + got +
                                 "; recipe or uncompressed data is wrong");
     }

@@ -122,6 +122,12 @@ class SegmentedReconstructor {
   SegmentedReconstructor(const SegmentedReconstructor&) = delete;
   SegmentedReconstructor& operator=(const SegmentedReconstructor&) = delete;
 
+  // How segments use the process's SegmentCache: readers share them (the
+  // default); a verification of a new form makes every segment and keeps
+  // what it made (kFill); kOff neither looks up nor keeps. Before Next.
+  enum class CacheUse { kShare, kFill, kOff };
+  void SetCacheUse(CacheUse use) { cache_use_ = use; }
+
   size_t segments() const { return starts_.size(); }
   // Blob offset of segment i's first byte.
   uint64_t SegmentStart(size_t i) const { return starts_[i]; }
@@ -139,12 +145,15 @@ class SegmentedReconstructor {
   void Start();
   void Work();
   Result<std::string> Make(size_t i);
+  uint64_t BitStart(size_t i) const;
+  uint64_t BitEnd(size_t i) const;
 
   const LayerRecipe recipe_;
   const std::string expected_;
   PlainReader read_;
   std::vector<uint64_t> starts_;
   std::vector<uint64_t> hint_starts_;  // stored-form offset of each segment's hints
+  CacheUse cache_use_ = CacheUse::kShare;
   std::unique_ptr<Shared> sh_;
 };
 

@@ -13,6 +13,7 @@
 #include "fs.h"
 #include "ingest.h"
 #include "layer_blob.h"
+#include "segment_cache.h"
 
 namespace cofferfs {
 
@@ -646,7 +647,13 @@ std::string Fs::StatsJson() {
   }
   // Encodings of re-stored layers started for reads (pulls) since the start.
   j["layer_rebuilds"] = cofferlayer::LayerRebuildsStarted();
-  j["layer_bytes_rebuilt"] = cofferlayer::LayerBytesRebuilt();
+  j["layer_bytes_rebuilt"] = cofferlayer::LayerBytesRebuilt();  // cache hits included
+  const cofferlayer::SegmentCache::Counters lc = cofferlayer::SegmentCache::Global().counters();
+  j["layer_cache_bytes"] = lc.bytes;
+  j["layer_cache_capacity"] = lc.capacity;
+  j["layer_cache_hits"] = lc.hits;
+  j["layer_cache_hit_bytes"] = lc.hit_bytes;
+  j["layer_segments_made"] = lc.made;
   std::lock_guard<std::mutex> l(mu_);
   j["uploads_open"] = uploads_.size();
   j["heads_loaded"] = heads_.size();

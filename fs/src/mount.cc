@@ -16,6 +16,7 @@
 #include "fs.h"
 #include "ingest.h"
 #include "layer_blob.h"
+#include "segment_cache.h"
 
 namespace cofferfs {
 
@@ -206,6 +207,7 @@ void EnableLayerBlobs() {
 
 Status RunMount(std::unique_ptr<chunkstore::Repository> repo, const MountOptions& opts) {
   EnableLayerBlobs();
+  cofferlayer::SegmentCache::Global().SetCapacity(opts.layer_cache_bytes);
   std::unique_ptr<AuditLog> audit;
   if (!opts.audit_log.empty()) {
     auto a = AuditLog::Open(opts.audit_log);

@@ -31,6 +31,10 @@ struct MountOptions {
   // Off by default: layers then take ~0.4x the space, but a pull re-encodes on
   // one core and takes ~2.4x as long as from the pushed bytes (docs/benchmarks.md).
   bool layers = false;
+  // Memory for re-created segments of re-stored layers, shared by every
+  // reader and kept from the verification at ingestion for the first pull
+  // (fs/layer/segment_cache.h); 0: none. Plaintext of layers, memory only.
+  uint64_t layer_cache_bytes = uint64_t{256} << 20;
   int threads = 8;                    // FUSE worker threads
   uint32_t commit_interval_ms = 200;  // heads changed by close() are saved this soon
   // Called once the mount is live (tests and `coffer serve` wait for it).
