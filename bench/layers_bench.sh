@@ -19,6 +19,11 @@
 # pgzip, as podman and buildah do: coffer re-stores these as deflate tokens);
 # pulls are still `docker pull`, the image ID being the config's digest.
 #
+# --layer-cache SIZE: passed to coffer serve (default: serve's, 256M). The cache
+# is filled by the verification at ingestion, so with it the pulls below are of
+# segments still in memory; --layer-cache 0 measures re-creation from the
+# stored form (docs/layers.md, "Segment cache").
+#
 # Output: markdown on stdout, saved to bench/results/layers-YYYYMMDD.md unless
 # -o - ; progress on stderr. Root, dockerd, docker-registry (COFFER_WITH_BENCH=1
 # scripts/install-deps.sh), the corpus (../shared/bench/make-corpus.sh).
@@ -33,14 +38,16 @@ OUT=$SCRIPT_DIR/results/layers-$(date +%Y%m%d).md
 COFFER=${COFFER:-/work/main/build/bin/coffer}
 IMAGES=(tools ruby cache base2)
 CLIENT=docker
+LAYER_CACHE=
 while (($#)); do
   case $1 in
     --client) CLIENT=${2:?}; shift 2 ;;
+    --layer-cache) LAYER_CACHE=${2:?}; shift 2 ;;
     -r) REPS=${2:?}; shift 2 ;;
     --corpus) CORPUS=${2:?}; shift 2 ;;
     --work) WORK=${2:?}; shift 2 ;;
     -o) OUT=${2:?}; shift 2 ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
     *) echo "unknown option: $1 (see --help)" >&2; exit 64 ;;
   esac
 done
@@ -55,7 +62,7 @@ die() { log "error: $*"; exit 1; }
 [[ $(id -u) == 0 ]] || die "must run as root"
 # shellcheck source=reglib.sh
 source "$SCRIPT_DIR/reglib.sh"
-COFFER_SERVE_FLAGS=--dedup-layers
+COFFER_SERVE_FLAGS="--dedup-layers${LAYER_CACHE:+ --layer-cache $LAYER_CACHE}"
 for n in "${IMAGES[@]}"; do [[ -f $CORPUS/tars/$n.tar ]] || die "missing $CORPUS/tars/$n.tar (make-corpus.sh)"; done
 command -v docker-registry >/dev/null || die "docker-registry missing (COFFER_WITH_BENCH=1 scripts/install-deps.sh)"
 ensure_dockerd
@@ -152,7 +159,9 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "—"; else pri
 {
   echo "# Layers benchmark: coffer serve (layers re-stored) vs distribution"
   echo
-  echo "Run $(date -u '+%Y-%m-%d %H:%M') UTC: \`bench/layers_bench.sh -r $REPS --client $CLIENT\`"
+  echo "Run $(date -u '+%Y-%m-%d %H:%M') UTC: \`bench/layers_bench.sh -r $REPS --client $CLIENT${LAYER_CACHE:+ --layer-cache $LAYER_CACHE}\`"
+  echo
+  echo "**coffer serve flags:** \`$COFFER_SERVE_FLAGS\` (segment cache: ${LAYER_CACHE:-256M, the default})."
   echo
   echo "**Machine:** nproc $(nproc), $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg) at the end."
   if [[ $CLIENT == skopeo ]]; then

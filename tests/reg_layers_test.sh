@@ -157,19 +157,37 @@ tar -C "$T/big" --mtime=@3000 -c . | docker import - "$LOCAL-big:1" >/dev/null |
 docker tag "$LOCAL-big:1" "$REG/lay/big:1" && track_image "$LOCAL-big:1" "$REG/lay/big:1"
 docker_push "$REG/lay/big:1" "$T/push-big.log"
 wait_ingested
+# The verification at ingestion made every segment of it and kept them in the
+# segment cache: the pull right after the push encodes nothing.
+http GET /v2/lay/big/manifests/1 -H 'Accept: application/vnd.docker.distribution.manifest.v2+json'
+expect_status 200 "GET the big image's manifest"
+BIG=$(jq -r '.layers[0].digest' "$T/.b")
+m0=$(stat_of layer_segments_made) h0=$(stat_of layer_cache_hits)
+http GET "/v2/lay/big/blobs/$BIG"
+expect_status 200 "GET the big layer right after its push"
+[[ sha256:$(sha_of "$T/.b") == "$BIG" ]] || fail "GET of $BIG after its push: sha256:$(sha_of "$T/.b")"
+m1=$(stat_of layer_segments_made) h1=$(stat_of layer_cache_hits)
+((m1 == m0 && h1 > h0)) ||
+  fail "the pull after the push encoded $((m1 - m0)) segments (want 0), cache hits +$((h1 - h0)); stats: $(cat "$M/.coffer/stats")"
+note "pull right after the push: $((h1 - h0)) segments from the segment cache, none encoded"
 serve_stop
 
 # ---- durable, offline-readable, clean
 offline=$(cf "$R" cat "${LAYERS[0]}" | sha256sum | cut -d' ' -f1)
 [[ sha256:$offline == "${LAYERS[0]}" ]] || fail "offline coffer cat of a re-stored layer: sha256:$offline"
 expect_ok "check --read-data" cf "$R" check --read-data
-serve_start "$R" "$M" "$PORT1" --dedup-layers
+# Restarted from a --config file: dedup_layers and layer_cache come from it.
+echo '{"dedup_layers": true, "layer_cache": "12Q"}' >"$T/bad-cache.json"
+expect_rc 1 "serve --config with layer_cache \"12Q\"" cf "$R" serve --mount "$M" --config "$T/bad-cache.json"
+[[ $ERR == *bad-cache.json*layer_cache* ]] || fail "a bad layer_cache: the message names neither file nor key: $ERR"
+mountpoint -q "$M" && fail "a bad config left $M mounted"
+echo '{"dedup_layers": true, "layer_cache": "64M"}' >"$T/serve.json"
+serve_start "$R" "$M" "$PORT1" --config "$T/serve.json"
+[[ $(stat_of layer_cache_capacity) == $((64 << 20)) ]] ||
+  fail "serve --config {layer_cache: 64M}: capacity $(stat_of layer_cache_capacity)"
 # Six pulls of one re-stored layer at once (nothing in the page cache of this
 # new mount): one reader re-creates it for all (each pull alone would re-create
 # the whole stream), and every client gets the pushed bytes.
-http GET /v2/lay/big/manifests/1 -H 'Accept: application/vnd.docker.distribution.manifest.v2+json'
-expect_status 200 "GET the big image's manifest"
-BIG=$(jq -r '.layers[0].digest' "$T/.b")
 r0=$(stat_of layer_rebuilds) b0=$(stat_of layer_bytes_rebuilt)
 pids=()
 for i in 1 2 3 4 5 6; do

@@ -37,7 +37,8 @@ struct ServeArgs {
 
 // Reads --config FILE (JSON): {"registry": {"listen", "htpasswd", "access",
 // "read_only", "delete_enabled", "token", "token_realm", "token_certs",
-// "token_service", "token_issuer", "tls_cert", "tls_key"}, "mount": "DIR"};
+// "token_service", "token_issuer", "tls_cert", "tls_key"}, "mount": "DIR",
+// "dedup_layers": BOOL, "layer_cache": SIZE (bytes, or a string such as "512M")};
 // flags given on the command line win.
 Status ApplyConfig(const std::string& path, ServeArgs* a, cofferregistry::RegistryOptions* r) {
   std::ifstream in(path);
@@ -47,6 +48,25 @@ Status ApplyConfig(const std::string& path, ServeArgs* a, cofferregistry::Regist
     return Status::InvalidArgument("config `" + path + "` is not a JSON object");
   try {
     if (j.contains("mount")) a->mount = j["mount"].get<std::string>();
+    if (j.contains("dedup_layers")) a->dedup_layers = j["dedup_layers"].get<bool>();
+    if (j.contains("layer_cache")) {
+      const nlohmann::json& v = j["layer_cache"];
+      if (v.is_number_unsigned()) {
+        a->layer_cache = v.get<uint64_t>();
+      } else {
+        std::string s = v.get<std::string>();  // as --layer-cache takes it
+        std::string err;
+        try {
+          err = CLI::AsSizeValue(false)(s);
+        } catch (const std::exception& e) {
+          err = e.what();
+        }
+        if (!err.empty())
+          return Status::InvalidArgument("config `" + path + "`: layer_cache \"" +
+                                         v.get<std::string>() + "\": " + err);
+        a->layer_cache = std::stoull(s);
+      }
+    }
     if (auto reg = j.value("registry", nlohmann::json::object()); reg.is_object()) {
       if (reg.contains("listen")) a->registry = reg["listen"].get<std::string>();
       if (reg.contains("htpasswd")) r->htpasswd = reg["htpasswd"].get<std::string>();
@@ -87,10 +107,13 @@ int RunServe(Globals& g, ServeArgs a, const std::vector<std::string>& given) {
     ServeArgs from_file = a;
     Status st = ApplyConfig(a.config, &from_file, &ro);
     if (!st.ok()) return Fail(g, st);
-    for (const char* f : {"--mount", "--registry"})  // the command line wins
-      if (std::find(given.begin(), given.end(), f) == given.end())
-        (std::string(f) == "--mount" ? a.mount : a.registry) =
-            std::string(f) == "--mount" ? from_file.mount : from_file.registry;
+    auto flag_given = [&given](const char* f) {
+      return std::find(given.begin(), given.end(), f) != given.end();
+    };
+    if (!flag_given("--mount")) a.mount = from_file.mount;  // the command line wins
+    if (!flag_given("--registry")) a.registry = from_file.registry;
+    if (!flag_given("--layer-cache")) a.layer_cache = from_file.layer_cache;
+    a.dedup_layers = a.dedup_layers || from_file.dedup_layers;
   }
   if (!a.htpasswd.empty()) ro.htpasswd = a.htpasswd;
   if (!a.access.empty()) ro.access = a.access;
@@ -214,7 +237,7 @@ void AddServeCommand(CLI::App& app, Globals& g, int* rc) {
   AddLayerCacheOption(s, &a->layer_cache);
   s->callback([&g, a, rc, s] {
     std::vector<std::string> given;
-    for (const char* f : {"--mount", "--registry"})
+    for (const char* f : {"--mount", "--registry", "--layer-cache"})
       if (s->count(f)) given.push_back(f);
     *rc = RunServe(g, *a, given);
   });

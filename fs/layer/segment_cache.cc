@@ -73,7 +73,7 @@ SegmentCache::SegmentCache(uint64_t capacity_bytes) : impl_(std::make_unique<Imp
 SegmentCache::~SegmentCache() = default;
 
 SegmentCache& SegmentCache::Global() {
-  static SegmentCache* cache = new SegmentCache(kDefaultSegmentCacheBytes);
+  static SegmentCache* cache = new SegmentCache(0);
   return *cache;
 }
 

@@ -49,7 +49,9 @@ class SegmentCache {
   SegmentCache(const SegmentCache&) = delete;
   SegmentCache& operator=(const SegmentCache&) = delete;
 
-  // The process's cache (kDefaultSegmentCacheBytes until SetCapacity).
+  // The process's cache: off (capacity 0) until SetCapacity, so that a
+  // command that reads a layer once (coffer cat, check --read-data) holds
+  // nothing; the mount daemon sets MountOptions::layer_cache_bytes.
   static SegmentCache& Global();
 
   // 0 turns the cache off: Get calls `make` every time, nothing is shared.

@@ -34,9 +34,9 @@ struct MountOptions {
   // Memory for re-created segments of re-stored layers, shared by every
   // reader and kept from the verification at ingestion for the first pull
   // (fs/layer/segment_cache.h); 0: none. Plaintext of layers, memory only.
-  uint64_t layer_cache_bytes = uint64_t{256} << 20;
-  int threads = 8;                    // FUSE worker threads
-  uint32_t commit_interval_ms = 200;  // heads changed by close() are saved this soon
+  uint64_t layer_cache_bytes = uint64_t{256} << 20;  // cofferlayer::kDefaultSegmentCacheBytes
+  int threads = 8;                                   // FUSE worker threads
+  uint32_t commit_interval_ms = 200;                 // heads changed by close() are saved this soon
   // Called once the mount is live (tests and `coffer serve` wait for it).
   std::function<void()> on_mounted;
   // SIGINT/SIGTERM/SIGHUP end the mount (libfuse's handlers). `coffer serve` turns
