@@ -598,7 +598,10 @@ class LayerReader : public BlobReader {
     if (seg_ ? (!started_ || offset < base_ || failed_) : (!rec_ || offset < base_))
       Restart(offset);
     while (base_ + window_.size() < offset + n) {
-      if (offset > base_ + kKeepBehind) {  // what readers will not ask for again
+      // What readers will not ask for again, dropped once there is kDropAtOnce
+      // of it: each drop moves the rest of the window down (a drop per step
+      // moved ~3 bytes per byte delivered).
+      if (offset >= base_ + kKeepBehind + kDropAtOnce) {
         // Not more than is there: base_ must stay the offset of window_[0].
         size_t drop = std::min(window_.size(), static_cast<size_t>(offset - kKeepBehind - base_));
         window_.erase(0, drop);
@@ -617,6 +620,7 @@ class LayerReader : public BlobReader {
 
  private:
   static constexpr uint64_t kKeepBehind = 4 << 20;
+  static constexpr uint64_t kDropAtOnce = 8 << 20;
 
   // Segmented: from the segment that holds `offset` if one was made before
   // (the hash state at its start is kept), else from the first.

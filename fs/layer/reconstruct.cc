@@ -424,8 +424,9 @@ size_t SegmentedReconstructor::RestartPoint(uint64_t offset) const {
   return i;
 }
 
+// The workers start after the reset: started before it (a reader's first
+// read is a Restart), they would begin segments only to have them discarded.
 void SegmentedReconstructor::Restart(size_t i) {
-  Start();
   if (i > 0 && sh_->snapshot[i] == nullptr) i = 0;  // never delivered: from the top
   {
     std::lock_guard<std::mutex> l(sh_->mu);
@@ -433,6 +434,7 @@ void SegmentedReconstructor::Restart(size_t i) {
     sh_->made.clear();
     sh_->next_make = sh_->next_deliver = i;
   }
+  Start();
   sh_->work.notify_all();
   if (i == 0) {
     EVP_DigestInit_ex(sh_->hash, EVP_sha256(), nullptr);
