@@ -383,6 +383,54 @@ TEST(RecipeTest, HintsRoundTripAndAreChecked) {
   }
 }
 
+// Segment checks and seam bytes: version 5, the checks' 16 bytes big-endian
+// (pinned), one seam per checkpoint, 0 where the checkpoint is byte aligned;
+// anything else refused naming the field.
+TEST(RecipeTest, SegmentChecksRoundTripAndAreChecked) {
+  LayerRecipe r;
+  MemberRecipe g;
+  g.encoder.id = EncoderId::kGoFlate;
+  g.encoder.level = -1;
+  g.plain_size = 10 << 20;
+  g.trailer = "12345678";
+  GoFlateCheckpoint a, b;
+  a.plain_offset = 4 << 20;
+  a.bit_offset = 1234567;  // splits a byte
+  a.window_base = a.plain_offset - 32768;
+  b.plain_offset = 8 << 20;
+  b.bit_offset = 2000000;  // byte aligned
+  b.window_base = b.plain_offset - 32768;
+  g.checkpoints = {a, b};
+  g.hint_after = kGoFlateHintAfter;
+  g.hint_sizes = {1000, 77, 5};
+  g.segment_checks = {SegmentCheck::Of("x"), SegmentCheck{0x0102030405060708, 0x090a0b0c0d0e0f10},
+                      SegmentCheck::Of("")};
+  g.seams = std::string("\x5a\0", 2);
+  r.members = {g};
+  std::string e = r.Encode();
+  EXPECT_EQ(e[4], '\x05');
+  const std::string pinned("\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c\x0d\x0e\x0f\x10", 16);
+  EXPECT_NE(e.find(pinned), std::string::npos);
+  // The seams, then the (empty) tail.
+  EXPECT_NE(e.find(std::string("\x5a\0\0", 3)), std::string::npos);
+  auto d = LayerRecipe::Decode(e);
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_TRUE(*d == r);
+  EXPECT_NE(SegmentCheck::Of("x"), SegmentCheck::Of("y"));
+  for (int bad = 0; bad < 3; ++bad) {
+    LayerRecipe w = r;
+    if (bad == 0) w.members[0].segment_checks.pop_back();  // not one per segment
+    if (bad == 1) w.members[0].seams[1] = 1;               // a seam where none is split
+    if (bad == 2) w.members[0].seams.pop_back();           // short: the tail reads as a seam
+    auto got = LayerRecipe::Decode(w.Encode());
+    ASSERT_FALSE(got.ok()) << bad;
+    const std::string& msg = got.status().message();
+    EXPECT_TRUE(msg.find("segment check") != std::string::npos ||
+                msg.find("seam") != std::string::npos || msg.find("tail") != std::string::npos)
+        << bad << ": " << msg;
+  }
+}
+
 // A deflate-tokens member beside a goflate one: version 4, frame sizes in
 // the hints field; counts or sizes that cannot be are refused.
 TEST(RecipeTest, TokenMembersRoundTripAndAreChecked) {

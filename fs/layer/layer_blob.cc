@@ -267,22 +267,32 @@ class Sha256Stream {
 };
 
 // Re-creates the blob from the new form in segments, as readers will: the
-// checkpoints are kept only if this yields exactly `digest`.
-Status VerifySegments(Repository* repo, std::string_view digest, const LayerRecipe& recipe,
+// checkpoints are kept only if this yields exactly `digest`. Then, and only
+// then, each segment's check and the seam bytes go into recipe->members[0]
+// (recipe.h, version 5): readers check every segment against what this
+// verified stream held.
+Status VerifySegments(Repository* repo, std::string_view digest, LayerRecipe* recipe,
                       const std::vector<ChunkRef>& chunks, const std::function<bool()>& stop) {
   ChunkPlainReader plain(repo, chunks);
   const int threads = SegmentThreads();
   SegmentedReconstructor seg(
-      recipe, std::string(digest),
+      *recipe, std::string(digest),
       [&plain](uint64_t off, size_t n, char* out) { return plain.Read(off, n, out); }, threads,
       threads + 1);
   // Made from the new form, not looked up; kept for the pulls that often
   // follow a push (dropped by the caller if the form fails).
   seg.SetCacheUse(SegmentedReconstructor::CacheUse::kFill);
+  MemberRecipe& m = recipe->members[0];
+  std::vector<SegmentCheck> checks;
+  std::string seams(m.checkpoints.size(), '\0');
   for (size_t i = 0; i < seg.segments(); ++i) {
     if (stop && stop()) return Status::Unavailable("layer ingestion stopped");
-    RETURN_IF_ERROR(seg.Next().status());
+    ASSIGN_OR_RETURN(std::string bytes, seg.Next());
+    checks.push_back(SegmentCheck::Of(bytes));
+    if (i > 0 && m.checkpoints[i - 1].bit_offset % 8 != 0) seams[i - 1] = bytes.at(0);
   }
+  m.segment_checks = std::move(checks);  // the last Next matched the digest
+  m.seams = std::move(seams);
   return Status::OK();
 }
 
@@ -415,7 +425,7 @@ Result<bool> VerifyInSegments(Repository* repo, std::string_view digest, const L
     RETURN_IF_ERROR(AddHints(repo, recorded[0].hints, &with.members[0], &with_chunks));
   }
   if (!SegmentedReconstructor::Supports(with)) return false;
-  Status st = VerifySegments(repo, digest, with, with_chunks, stop);
+  Status st = VerifySegments(repo, digest, &with, with_chunks, stop);
   // What it made went into the segment cache; unverified, it must not stay.
   if (!st.ok()) SegmentCache::Global().Drop(digest);
   if (st.code() == chunkstore::Code::kUnavailable) return st;
@@ -595,7 +605,8 @@ class LayerReader : public BlobReader {
     std::lock_guard<std::mutex> l(mu_);
     if (offset >= size_) return size_t{0};
     n = static_cast<size_t>(std::min<uint64_t>(n, size_ - offset));
-    if (seg_ ? (!started_ || offset < base_ || failed_) : (!rec_ || offset < base_))
+    if (seg_ ? (!started_ || offset < base_ || failed_ || FarAhead(offset))
+             : (!rec_ || offset < base_))
       Restart(offset);
     while (base_ + window_.size() < offset + n) {
       // What readers will not ask for again, dropped once there is kDropAtOnce
@@ -621,9 +632,18 @@ class LayerReader : public BlobReader {
  private:
   static constexpr uint64_t kKeepBehind = 4 << 20;
   static constexpr uint64_t kDropAtOnce = 8 << 20;
+  // Checked segments (recipe version 5) need nothing before them: a read this
+  // far past what was made (a Range GET, a resumed pull) starts at its own
+  // segment instead of making everything up to it. Nearer, the window grows
+  // to it, so readahead that arrives out of order does not restart.
+  static constexpr uint64_t kJumpAhead = 16 << 20;
+  bool FarAhead(uint64_t offset) const {
+    return seg_->checked() && offset >= base_ + window_.size() + kJumpAhead;
+  }
 
-  // Segmented: from the segment that holds `offset` if one was made before
-  // (the hash state at its start is kept), else from the first.
+  // Segmented: from the segment that holds `offset` if the recipe has
+  // segment checks or it was made before (the hash state at its start is
+  // kept), else from the first.
   void Restart(uint64_t offset) {
     rebuilds_started.fetch_add(1, std::memory_order_relaxed);
     started_ = true;

@@ -317,19 +317,19 @@ TEST_F(LayerBlobTest, WrongRecipeIsDetectedNotServed) {
   ExpectWholeReadFails(g.digest, g.gz.size());
 }
 
-// A layer large enough for checkpoints (every 4 MiB of tar) gets a version 3
-// recipe (checkpoints and search hints); reads re-create it in segments on
-// worker threads, exactly, from any offset and backwards (restarting at a
-// segment made before).
+// A layer large enough for checkpoints (every 4 MiB of tar) gets a version 5
+// recipe (checkpoints, search hints, segment checks); reads re-create it in
+// segments on worker threads, exactly, from any offset and backwards.
 TEST_F(LayerBlobTest, LargeGoLayerIsReadInSegments) {
   Ingested g = IngestGoLayer(21, 130);
   const std::string& gz = g.gz;
   const std::string& d = g.digest;
   ASSERT_GT(g.tar.size(), 9u << 20);
   MemberRecipe& m = g.recipe.members[0];
-  EXPECT_EQ(g.layout.encoding[4], '\x03');
+  EXPECT_EQ(g.layout.encoding[4], '\x05');
   EXPECT_GE(m.checkpoints.size(), 2u);
   EXPECT_EQ(m.hint_sizes.size(), m.checkpoints.size() + 1);
+  EXPECT_EQ(m.segment_checks.size(), m.checkpoints.size() + 1);
   EXPECT_EQ(g.layout.stored_size, g.tar.size() + g.recipe.HintBytes());
   EXPECT_EQ(Read(d, 0, gz.size() + 10), gz);
   ExpectReadsAnywhere(d, gz, 5, 12);
@@ -338,6 +338,8 @@ TEST_F(LayerBlobTest, LargeGoLayerIsReadInSegments) {
   m.checkpoints.clear();
   m.hint_sizes.clear();
   m.hint_after = 0;
+  m.segment_checks.clear();
+  m.seams.clear();
   Replace(g, g.recipe);
   ASSERT_GT(gz.size() - 1000000, 4u << 20);
   for (uint64_t off : {gz.size() - 100, gz.size() - 1000000}) {
@@ -371,6 +373,8 @@ TEST_F(LayerBlobTest, LargeTokenLayerIsReadInSegments) {
   ASSERT_EQ(m.encoder.id, EncoderId::kTokens);
   EXPECT_GE(m.checkpoints.size(), 3u);
   EXPECT_EQ(m.hint_sizes.size(), m.checkpoints.size() + 1);
+  EXPECT_EQ(layout->encoding[4], '\x05');  // segment checks
+  EXPECT_EQ(m.segment_checks.size(), m.checkpoints.size() + 1);
   EXPECT_TRUE(SegmentedReconstructor::Supports(*recipe));
   ExpectReadsAnywhere(d, odd, 6, 8);
   EXPECT_EQ(Read(d, 0, odd.size()), odd);
@@ -477,6 +481,9 @@ TEST_F(LayerBlobTest, VerificationKeepsTheSegmentsForTheFirstPull) {
 
 // A wrong segment in the cache (memory damage, a bug) fails the read that
 // meets it at the digest check, is dropped, and the next read is exact.
+// A wrong segment in the cache fails its check before a byte of it is
+// delivered: it is dropped, made again from the stored form, and the read
+// gets the right bytes.
 TEST_F(LayerBlobTest, WrongCachedSegmentIsDetectedDroppedAndRemade) {
   SegmentCache& cache = SegmentCache::Global();
   cache.SetCapacity(kDefaultSegmentCacheBytes);
@@ -487,10 +494,68 @@ TEST_F(LayerBlobTest, WrongCachedSegmentIsDetectedDroppedAndRemade) {
   const uint64_t end = m.header.size() * 8 + m.checkpoints[1].bit_offset;
   std::string wrong = g.gz.substr(begin / 8, (end + 7) / 8 - begin / 8);
   wrong[wrong.size() / 2] ^= 0x20;
+  cache.SetCapacity(0);  // drop what the verification kept
+  cache.SetCapacity(kDefaultSegmentCacheBytes);
   cache.Put(g.digest, begin, end, wrong);
-  ExpectWholeReadFails(g.digest, g.gz.size());
-  EXPECT_EQ(cache.counters().entries, 0u);
+  const uint64_t failures = SegmentedReconstructor::check_failures();
   EXPECT_EQ(ReadWhole(repo_.get(), g.digest, g.gz.size()), g.gz);
+  EXPECT_EQ(SegmentedReconstructor::check_failures(), failures + 1);
+  // Dropped with the layer's others; what was made after the drop is kept.
+  EXPECT_LT(cache.counters().entries, m.checkpoints.size() + 1);
+  EXPECT_EQ(ReadWhole(repo_.get(), g.digest, g.gz.size()), g.gz);
+  EXPECT_EQ(SegmentedReconstructor::check_failures(), failures + 1);
+}
+
+// A segment that the stored form itself makes wrong (here: a check that does
+// not match) is never delivered: reads before it succeed, the read that
+// reaches it fails naming the layer and the segment, and every byte returned
+// is the blob's.
+TEST_F(LayerBlobTest, SegmentFailingItsCheckIsNeverDelivered) {
+  Ingested g = IngestGoLayer(27, 130);
+  MemberRecipe& m = g.recipe.members[0];
+  ASSERT_GE(m.checkpoints.size(), 3u);
+  m.segment_checks[2].low ^= 1;
+  Replace(g, g.recipe);
+  const uint64_t seg2 = m.header.size() + m.checkpoints[1].bit_offset / 8;
+  auto b = repo_->OpenBlob(g.digest);
+  ASSERT_TRUE(b.ok());
+  std::string out(64 << 10, '\0');
+  uint64_t off = 0;
+  Status last;
+  while (off < g.gz.size()) {
+    auto r = (*b)->ReadAt(off, out.size(), out.data());
+    if (!r.ok()) {
+      last = r.status();
+      break;
+    }
+    ASSERT_TRUE(std::string_view(out.data(), *r) == std::string_view(g.gz).substr(off, *r));
+    off += *r;
+  }
+  ASSERT_FALSE(last.ok()) << "read the whole blob past a wrong segment";
+  EXPECT_LE(off, seg2);
+  EXPECT_GT(off + out.size(), seg2);  // every byte before it was delivered
+  EXPECT_NE(last.message().find(g.digest), std::string::npos) << last.ToString();
+  EXPECT_NE(last.message().find("segment 2 "), std::string::npos) << last.ToString();
+  // The segments after it are still served (a Range GET past it).
+  const uint64_t late = m.header.size() + m.checkpoints[2].bit_offset / 8 + 1000;
+  EXPECT_TRUE(Read(g.digest, late, 5000) == g.gz.substr(late, 5000));
+}
+
+// With segment checks a fresh reader's first read far into the blob makes
+// that read's segment (and what the workers make ahead), not those before.
+TEST_F(LayerBlobTest, ReadFarIntoTheBlobMakesOnlyItsSegments) {
+  Ingested g = IngestGoLayer(28, 160);
+  const MemberRecipe& m = g.recipe.members[0];
+  ASSERT_GE(m.checkpoints.size(), 3u);
+  SegmentCache& cache = SegmentCache::Global();
+  cache.SetCapacity(kDefaultSegmentCacheBytes);  // counts the segments made
+  const uint64_t before = cache.counters().made;
+  const uint64_t off = g.gz.size() - 1000;
+  EXPECT_TRUE(Read(g.digest, off, 1000) == g.gz.substr(off));
+  const uint64_t made = cache.counters().made - before;
+  EXPECT_EQ(made, 1u);  // the last segment: nothing before it
+  const uint64_t mid = g.gz.size() / 2;
+  EXPECT_TRUE(Read(g.digest, mid, 300000) == g.gz.substr(mid, 300000));
 }
 
 TEST_F(LayerBlobTest, TreeEntriesWithWhiteoutsLinksAndImplicitParents) {

@@ -1,5 +1,6 @@
 #include "recipe.h"
 
+#include <xxhash.h>
 #include <zlib.h>
 
 #include "tokens.h"
@@ -182,6 +183,36 @@ void DecodeHints(Reader& r, uint8_t version, MemberRecipe* m) {
   }
 }
 
+void EncodeChecks(const MemberRecipe& m, std::string* out) {
+  PutVarint(out, m.segment_checks.size());
+  for (const SegmentCheck& c : m.segment_checks) {
+    for (int i = 7; i >= 0; --i) out->push_back(static_cast<char>(c.high >> (8 * i)));
+    for (int i = 7; i >= 0; --i) out->push_back(static_cast<char>(c.low >> (8 * i)));
+  }
+  if (!m.segment_checks.empty()) out->append(m.seams);
+}
+
+// One check per segment of a member that has segments, and a seam byte per
+// checkpoint that is 0 exactly where the checkpoint needs none.
+void DecodeChecks(Reader& r, MemberRecipe* m) {
+  uint64_t n = r.Varint("segment check count");
+  if (!r.ok() || n == 0) return;
+  if (m->checkpoints.empty() || n != m->checkpoints.size() + 1)
+    return r.Invalid("segment check count");
+  for (uint64_t i = 0; i < n && r.ok(); ++i) {
+    SegmentCheck c;
+    for (int b = 0; b < 8; ++b) c.high = c.high << 8 | r.U8("segment check");
+    for (int b = 0; b < 8; ++b) c.low = c.low << 8 | r.U8("segment check");
+    m->segment_checks.push_back(c);
+  }
+  for (size_t i = 0; i < m->checkpoints.size() && r.ok(); ++i) {
+    uint8_t seam = r.U8("seam byte");
+    if (m->checkpoints[i].bit_offset % 8 == 0 && seam != 0)
+      return r.Invalid("seam byte " + std::to_string(i));
+    m->seams.push_back(static_cast<char>(seam));
+  }
+}
+
 MemberRecipe DecodeMember(Reader& r) {
   MemberRecipe m;
   EncoderSpec& e = m.encoder;
@@ -208,6 +239,11 @@ MemberRecipe DecodeMember(Reader& r) {
 
 }  // namespace
 
+SegmentCheck SegmentCheck::Of(std::string_view bytes) {
+  XXH128_hash_t h = XXH3_128bits(bytes.data(), bytes.size());
+  return SegmentCheck{h.high64, h.low64};
+}
+
 uint64_t MemberRecipe::HintBytes() const {
   uint64_t n = 0;
   for (uint64_t s : hint_sizes) n += s;
@@ -227,16 +263,18 @@ uint64_t LayerRecipe::PlainSize() const {
 }
 
 std::string LayerRecipe::Encode() const {
-  bool checkpoints = false, hints = false, tokens = false;
+  bool checkpoints = false, hints = false, tokens = false, checks = false;
   for (const auto& m : members) {
+    checks |= !m.segment_checks.empty();
     checkpoints |= !m.checkpoints.empty();
     hints |= !m.hint_sizes.empty();
     tokens |= m.encoder.id == EncoderId::kTokens;
   }
-  hints |= tokens;
+  hints |= tokens || checks;
   checkpoints |= hints;
   std::string out(kMagic);
-  out.push_back(static_cast<char>(tokens        ? kRecipeVersionTokens
+  out.push_back(static_cast<char>(checks        ? kRecipeVersionChecks
+                                  : tokens      ? kRecipeVersionTokens
                                   : hints       ? kRecipeVersionHints
                                   : checkpoints ? kRecipeVersionCheckpoints
                                                 : kRecipeVersion));
@@ -246,6 +284,7 @@ std::string LayerRecipe::Encode() const {
     EncodeMember(m, &out);
     if (checkpoints) EncodeCheckpoints(m, &out);
     if (hints) EncodeHints(m, &out);
+    if (checks) EncodeChecks(m, &out);
   }
   PutBytes(&out, tail);
   uint32_t crc =
@@ -266,7 +305,7 @@ Result<LayerRecipe> LayerRecipe::Decode(std::string_view b) {
   if (crc != stored) return bad("CRC-32 mismatch");
   Reader r(body.substr(4));
   const uint8_t version = r.U8("version");
-  if (version < kRecipeVersion || version > kRecipeVersionTokens) {
+  if (version < kRecipeVersion || version > kRecipeVersionChecks) {
     return bad("unsupported version " + std::to_string(version));
   }
   LayerRecipe rec;
@@ -279,6 +318,7 @@ Result<LayerRecipe> LayerRecipe::Decode(std::string_view b) {
     rec.members.push_back(DecodeMember(r));
     if (version >= kRecipeVersionCheckpoints) DecodeCheckpoints(r, &rec.members.back());
     if (version >= kRecipeVersionHints) DecodeHints(r, version, &rec.members.back());
+    if (version >= kRecipeVersionChecks) DecodeChecks(r, &rec.members.back());
   }
   rec.tail = r.Bytes("tail");
   if (!r.ok()) return bad("truncated or malformed field '" + r.failed_field() + "'");

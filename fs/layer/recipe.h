@@ -29,6 +29,15 @@
 // as 3; such a member has no checkpoints, hint_after 0, and hint_count >= 1
 // sizes of its token frames (tokens.h, each one zstd frame), stored where
 // hints are.
+// Version 5 (written only when some member has segment checks) appends to
+// each member, after its hints:
+//   check_count (0, or cp_count + 1) | check_count x 16 bytes (XXH3-128,
+//   canonical big-endian) | if check_count: cp_count seam bytes
+// Check i is the hash of the blob's bytes from segment i's first byte to
+// segment i+1's (SegmentedReconstructor::SegmentStart), recorded from a
+// re-creation that gave the layer's digest. Seam i is the blob byte that
+// checkpoint i splits (0 when it is byte aligned): with it, a segment's
+// bytes are known without its predecessor's.
 #ifndef COFFERLAYER_RECIPE_H_
 #define COFFERLAYER_RECIPE_H_
 
@@ -47,8 +56,16 @@ inline constexpr uint8_t kRecipeVersion = 1;
 inline constexpr uint8_t kRecipeVersionCheckpoints = 2;
 inline constexpr uint8_t kRecipeVersionHints = 3;
 inline constexpr uint8_t kRecipeVersionTokens = 4;
+inline constexpr uint8_t kRecipeVersionChecks = 5;
 inline constexpr size_t kMaxMemberCheckpoints = 1 << 20;
 inline constexpr size_t kMaxRecipeMembers = 1 << 20;
+
+// XXH3-128 of one segment's bytes (recipe version 5).
+struct SegmentCheck {
+  uint64_t high = 0, low = 0;
+  static SegmentCheck Of(std::string_view bytes);
+  bool operator==(const SegmentCheck&) const = default;
+};
 
 struct MemberRecipe {
   std::string header;   // gzip member header as pushed; empty for zstd
@@ -63,6 +80,10 @@ struct MemberRecipe {
   // For EncoderId::kTokens: the sizes of its token frames.
   uint8_t hint_after = 0;
   std::vector<uint64_t> hint_sizes;
+  // Segment checks (checkpoints.size() + 1 of them, or none) and, with them,
+  // one seam byte per checkpoint (version 5).
+  std::vector<SegmentCheck> segment_checks;
+  std::string seams;
   uint64_t HintBytes() const;
   bool operator==(const MemberRecipe&) const = default;
 };

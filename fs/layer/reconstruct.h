@@ -107,9 +107,12 @@ class VerifyingReconstructor {
 
 // Re-creates a layer in segments that worker threads make ahead of the reader,
 // each from a checkpoint alone (docs/layers.md, "Parallel reconstruction").
-// Output is in order and hashed as a whole: the read that ends the blob fails
-// with Corruption unless it has the expected digest. Memory: `ahead` segments
-// of output plus each worker's input (~ one segment of plain bytes).
+// With segment checks in the recipe (version 5) every segment is checked on
+// its own before Next returns it: no wrong byte is delivered, and any segment
+// is a restart point. Without them output is hashed as a whole: the read that
+// ends the blob fails with Corruption unless it has the expected digest.
+// Memory: `ahead` segments of output plus each worker's input (~ one segment
+// of plain bytes).
 class SegmentedReconstructor {
  public:
   // One gzip member encoded by goflate, with checkpoints.
@@ -129,22 +132,33 @@ class SegmentedReconstructor {
   void SetCacheUse(CacheUse use) { cache_use_ = use; }
 
   size_t segments() const { return starts_.size(); }
+  // The recipe's segment checks are used (see above).
+  bool checked() const { return checked_; }
   // Blob offset of segment i's first byte.
   uint64_t SegmentStart(size_t i) const { return starts_[i]; }
   // The last segment that starts at or before `offset` and can be restarted
   // from: one delivered before, or the first.
   size_t RestartPoint(uint64_t offset) const;
-  // Makes the next Next() deliver segment i again. REQUIRES: i <= delivered so far.
+  // Makes the next Next() deliver segment i (again). REQUIRES: checked(), or
+  // i <= delivered so far.
   void Restart(size_t i);
   // The next segment's bytes, from SegmentStart; an empty string after the
-  // last. The one that ends the blob fails unless the digest matched.
+  // last. Checked: Corruption for a segment that fails its check. Else the
+  // one that ends the blob fails unless the digest matched.
   Result<std::string> Next();
+
+  // Segments, in the whole process, that failed their check (each one made
+  // again once when it came from the cache).
+  static uint64_t check_failures();
 
  private:
   struct Shared;
   void Start();
   void Work();
   Result<std::string> Make(size_t i);
+  Status Trim(size_t i, std::string* seg) const;
+  Result<std::string> Checked(size_t i, Result<std::string> made,
+                              const std::function<Result<std::string>()>& make);
   uint64_t BitStart(size_t i) const;
   uint64_t BitEnd(size_t i) const;
 
@@ -154,6 +168,7 @@ class SegmentedReconstructor {
   std::vector<uint64_t> starts_;
   std::vector<uint64_t> hint_starts_;  // stored-form offset of each segment's hints
   CacheUse cache_use_ = CacheUse::kShare;
+  bool checked_ = false;
   std::unique_ptr<Shared> sh_;
 };
 

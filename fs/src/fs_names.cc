@@ -13,6 +13,7 @@
 #include "fs.h"
 #include "ingest.h"
 #include "layer_blob.h"
+#include "reconstruct.h"
 #include "segment_cache.h"
 
 namespace cofferfs {
@@ -654,6 +655,8 @@ std::string Fs::StatsJson() {
   j["layer_cache_hits"] = lc.hits;
   j["layer_cache_hit_bytes"] = lc.hit_bytes;
   j["layer_segments_made"] = lc.made;
+  // Segments that failed their check (recipe version 5) and were not served.
+  j["layer_segment_check_failures"] = cofferlayer::SegmentedReconstructor::check_failures();
   std::lock_guard<std::mutex> l(mu_);
   j["uploads_open"] = uploads_.size();
   j["heads_loaded"] = heads_.size();
