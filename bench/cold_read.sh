@@ -3,20 +3,27 @@
 # single PUT to `coffer serve` and to Debian's docker-registry, then fetched with
 # curl N times from each with the page cache dropped before every GET (cold),
 # and once more without dropping it (warm). Prints the times and the medians.
+# With --dedup-layers coffer re-stores the blob (a layer) before the GETs.
 #
-# usage: bench/cold_read.sh [-n N] [--blob FILE]
+# usage: bench/cold_read.sh [-n N] [--blob FILE] [--range BYTES] [--dedup-layers]
+#                           [--layer-cache SIZE]
 #   -n N         GETs per registry (default 7)
 #   --blob FILE  the blob (default the corpus' tars/tools.tar.gz, 90 MB)
+#   --range B    GET only the last B bytes (a Range request), checked against the blob
+#   --dedup-layers, --layer-cache SIZE   passed to coffer serve
 # environment: COFFER (default /work/main/build/bin/coffer)
 # Needs root (drop_caches, FUSE), docker-registry, curl. Installs nothing.
 set -euo pipefail
-N=7
+N=7 RANGE=
 BLOB=/tmp/coffer-bench-corpus/tars/tools.tar.gz
 while (($#)); do
   case $1 in
     -n) N=$2; shift 2 ;;
+    --range) RANGE=$2; shift 2 ;;
+    --dedup-layers) COFFER_SERVE_FLAGS="${COFFER_SERVE_FLAGS:-} --dedup-layers"; shift ;;
+    --layer-cache) COFFER_SERVE_FLAGS="${COFFER_SERVE_FLAGS:-} --layer-cache $2"; shift 2 ;;
     --blob) BLOB=$2; shift 2 ;;
-    -h | --help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "cold_read.sh: unknown option $1" >&2; exit 64 ;;
   esac
 done
@@ -40,12 +47,24 @@ for REG in coffer distribution; do
   sep='?'; [[ $loc == *\?* ]] && sep='&'
   curl -sf -X PUT -H 'Content-Type: application/octet-stream' --data-binary @"$BLOB" \
     "$loc${sep}digest=$DIG" -o /dev/null || die "push to $REG"
+  if [[ $REG == coffer && ${COFFER_SERVE_FLAGS:-} == *--dedup-layers* ]]; then
+    sleep 1  # the publish queues it
+    until [[ $(jq -r .layers_pending "$M/.coffer/stats") == 0 ]]; do sleep 0.5; done
+    log "coffer: $(jq -c '{layers_stored, layers_kept_as_pushed, layers_failed}' "$M/.coffer/stats")"
+  fi
+  get=(curl -s -o "$WORK/got" -w '%{time_total}')
+  [[ -n $RANGE ]] && get+=(-r "$(($(stat -c %s "$BLOB") - RANGE))-")
   ts=()
   for ((i = 0; i < N; i++)); do
     drop_caches
-    ts+=("$(curl -s -o /dev/null -w '%{time_total}' "http://127.0.0.1:$PORT/v2/c/b/blobs/$DIG")")
+    ts+=("$("${get[@]}" "http://127.0.0.1:$PORT/v2/c/b/blobs/$DIG")")
+    if [[ -n $RANGE ]]; then
+      cmp -s "$WORK/got" <(tail -c "$RANGE" "$BLOB") || die "$REG: the range GET gave other bytes"
+    else
+      [[ sha256:$(sha256sum "$WORK/got" | cut -d' ' -f1) == "$DIG" ]] || die "$REG: GET gave other bytes"
+    fi
   done
-  warm=$(curl -s -o /dev/null -w '%{time_total}' "http://127.0.0.1:$PORT/v2/c/b/blobs/$DIG")
+  warm=$("${get[@]}" "http://127.0.0.1:$PORT/v2/c/b/blobs/$DIG")
   echo "$REG: cold ${ts[*]} median $(median "${ts[@]}") s; warm $warm s"
   stop_registry || true
 done
